@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Build the self-contained development environment in the repository (idempotent):
+#   .venv/     Python 3.11 venv with ROS 2 Kilted (rclpy + Fast DDS) from PyPI, torch, ultralytics,
+#              nuscenes-devkit, rosbags, onnxruntime, colcon
+#   install/   the colcon-built lss_bev_ros package (custom messages + Python + scripts)
+# A re-run with nothing changed returns in seconds (stamp files hash the inputs).
+# Usage: tools/bootstrap.sh [--with-browser]   (--with-browser: also apt-install chromium for tests)
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+VENV="$REPO/.venv"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+log() { printf '[bootstrap] %s\n' "$*"; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+# 1. virtual environment + pinned packages --------------------------------------------------------
+PIP_STAMP="$VENV/.lss_bev_pip_stamp"
+PIP_HASH="$(hash_of tools/requirements.txt tools/bootstrap.sh)"
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+if [[ "$(cat "$PIP_STAMP" 2>/dev/null)" != "$PIP_HASH" ]]; then
+  log "installing Python packages (first run: a few minutes)"
+  PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+  "${PIP[@]}" --upgrade pip setuptools wheel
+  # torch/torchvision first: the verified pair (CUDA build, runs on CPU; torchvision has no CPU build)
+  "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
+  "${PIP[@]}" -r tools/requirements.txt
+  # ultralytics without its opencv-python(5)/numpy>=2 dependency; cv2 comes from opencv-python-headless 4.x
+  "${PIP[@]}" --no-deps ultralytics==8.4.190
+  "$VENV/bin/python" -c "import numpy, cv2, torch, torchvision, ultralytics, nuscenes, rosbags, onnxruntime; \
+assert numpy.__version__.startswith('1.26'), numpy.__version__"
+  echo "$PIP_HASH" > "$PIP_STAMP"
+else
+  log "Python packages up to date"
+fi
+
+# 2. include dirs that the ROS message wheels' CMake configs expect (see shared/ENVIRONMENT.md) -----
+PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+NPINC="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
+ensure_link() {  # ensure_link TARGET LINKPATH
+  if [[ ! -e "$2" ]]; then
+    if mkdir -p "$(dirname "$2")" 2>/dev/null && ln -sfn "$1" "$2" 2>/dev/null; then :; else
+      sudo mkdir -p "$(dirname "$2")" && sudo ln -sfn "$1" "$2"; fi
+  fi
+}
+ensure_link "$PYINC" /opt/python/cp311-cp311/include/python3.11
+ensure_link "$NPINC" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+
+# 3. colcon build of the package (messages) ------------------------------------------------------
+BUILD_HASH="$(hash_of CMakeLists.txt package.xml msg/*.msg tools/bootstrap.sh)"
+BUILD_STAMP="$REPO/install/.lss_bev_build_stamp"
+if [[ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$BUILD_HASH" ]]; then
+  log "building messages with colcon"
+  (
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
+    export PYTHONWARNINGS=ignore
+    colcon --log-base "$REPO/log" build --base-paths "$REPO" --merge-install \
+      --build-base "$REPO/build" --install-base "$REPO/install" --symlink-install \
+      --event-handlers console_cohesion- --cmake-args -DBUILD_TESTING=OFF \
+      -DPython3_EXECUTABLE="$VENV/bin/python" >"$REPO/log/colcon_last.txt" 2>&1 \
+      || { tail -60 "$REPO/log/colcon_last.txt"; exit 1; }
+  )
+  echo "$BUILD_HASH" > "$BUILD_STAMP"
+else
+  log "messages up to date"
+fi
+
+# 4. optional: headless Chromium for the dashboard test -------------------------------------------
+if [[ "${1:-}" == "--with-browser" ]] && ! command -v chromium >/dev/null; then
+  log "installing chromium (apt)"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+log "ready: source tools/env.sh"
