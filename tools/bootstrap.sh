@@ -23,13 +23,17 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if [[ "$(cat "$PIP_STAMP" 2>/dev/null)" != "$PIP_HASH" ]]; then
   log "installing Python packages (first run: a few minutes)"
-  PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
-  "${PIP[@]}" --upgrade pip setuptools wheel
+  pipi() {  # pip install, without the local mirror's "Location ... is ignored" noise
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+      | { grep -v "is ignored: it is neither" || true; }
+    return "${PIPESTATUS[0]}"
+  }
+  pipi --upgrade pip "setuptools<80" wheel
   # torch/torchvision first: the verified pair (CUDA build, runs on CPU; torchvision has no CPU build)
-  "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
-  "${PIP[@]}" -r tools/requirements.txt
+  pipi torch==2.14.1 torchvision==0.29.1
+  pipi -r tools/requirements.txt
   # ultralytics without its opencv-python(5)/numpy>=2 dependency; cv2 comes from opencv-python-headless 4.x
-  "${PIP[@]}" --no-deps ultralytics==8.4.190
+  pipi --no-deps ultralytics==8.4.190
   "$VENV/bin/python" -c "import numpy, cv2, torch, torchvision, ultralytics, nuscenes, rosbags, onnxruntime; \
 assert numpy.__version__.startswith('1.26'), numpy.__version__"
   echo "$PIP_HASH" > "$PIP_STAMP"
@@ -60,7 +64,9 @@ if [[ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$BUILD_HASH" ]]; then
     colcon --log-base "$REPO/log" build --base-paths "$REPO" --merge-install \
       --build-base "$REPO/build" --install-base "$REPO/install" --symlink-install \
       --event-handlers console_cohesion- --cmake-args -DBUILD_TESTING=OFF \
-      -DPython3_EXECUTABLE="$VENV/bin/python" >"$REPO/log/colcon_last.txt" 2>&1 \
+      -DPython3_EXECUTABLE="$VENV/bin/python" \
+      -DPython3_NumPy_INCLUDE_DIR=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include \
+      >"$REPO/log/colcon_last.txt" 2>&1 \
       || { tail -60 "$REPO/log/colcon_last.txt"; exit 1; }
   )
   echo "$BUILD_HASH" > "$BUILD_STAMP"

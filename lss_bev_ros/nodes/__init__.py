@@ -1,0 +1,1 @@
+"""ROS 2 nodes (thin glue around the ROS-free cores)."""

@@ -1,0 +1,155 @@
+"""``lss-bev-bag``: nuScenes -> rosbag2, bag info, live replay, offline replay evaluation.
+
+    lss-bev-bag convert --dataroot D [--version V] [--scenes S ...] --out DIR [--storage mcap]
+    lss-bev-bag info BAG [--json]
+    lss-bev-bag play BAG [--rate R] [--loop] [--topics T ...] [--clock]
+    lss-bev-bag eval BAG --weights W [--backend B] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rosbag_tools.bagio import BagToolError
+
+
+def _positive(v: str) -> float:
+    f = float(v)
+    if not f > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return f
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="lss-bev-bag",
+        description="rosbag2 tools for lss_bev_ros: convert nuScenes scenes to bags, inspect, "
+                    "replay into a live ROS 2 graph, and evaluate the BEV pipeline offline.",
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("convert", help="nuScenes scene(s) -> rosbag2 (one bag per scene)",
+                       description="Convert nuScenes scenes to rosbag2 bags (cameras as "
+                       "CompressedImage + CameraInfo, LIDAR_TOP PointCloud2, /tf, /tf_static, "
+                       "/odom, /gt/boxes) plus the rig calibration file beside each bag.")
+    c.add_argument("--dataroot", required=True, help="nuScenes root (holds <version>/scene.json)")
+    c.add_argument("--version", default="v1.0-mini", help="table folder (default v1.0-mini)")
+    c.add_argument("--scenes", nargs="*", default=None,
+                   help="scene names or tokens (default: all scenes)")
+    c.add_argument("--out", required=True, help="output folder; bags go to OUT/<scene name>")
+    c.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    c.add_argument("--no-sweeps", action="store_true", help="key frames only")
+    c.add_argument("--no-lidar", action="store_true", help="leave out /lidar_top/points")
+    c.add_argument("--cameras", nargs="*", default=None,
+                   help="camera channels (default: the six nuScenes cameras)")
+    c.add_argument("--overwrite", action="store_true", help="replace existing bags")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("info", help="topics, types, counts, duration and rates of a bag",
+                       description="Scan a bag; a truncated/corrupt bag reports what is readable "
+                       "and exits with status 2.")
+    i.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("play", help="publish a bag into the live ROS 2 graph",
+                       description="Replay with the recorded timing scaled by --rate; /tf_static "
+                       "is latched (transient local).")
+    p.add_argument("bag")
+    p.add_argument("--rate", type=_positive, default=1.0, help="speed factor (default 1.0)")
+    p.add_argument("--loop", action="store_true", help="repeat until Ctrl-C")
+    p.add_argument("--topics", nargs="*", default=None, help="only these topics")
+    p.add_argument("--clock", action="store_true", help="publish /clock with bag time")
+    p.add_argument("--clock-hz", type=_positive, default=40.0, help="/clock rate (default 40)")
+    p.add_argument("--delay", type=float, default=0.5,
+                   help="seconds to wait after creating publishers (discovery), default 0.5")
+    p.add_argument("--raw", action="store_true",
+                   help="publish the CDR bytes untouched (no deserialisation check)")
+
+    e = sub.add_parser("eval", help="offline replay evaluation of the BEV pipeline (no DDS)",
+                       description="Run BevProcessor + BevEvaluator over the bag as fast as the "
+                       "model allows; write per-frame CSV/JSON, summary, plots, optional video.")
+    e.add_argument("bag")
+    e.add_argument("--weights", required=True, help="LSS checkpoint (.pt)")
+    e.add_argument("--backend", default="torch",
+                   help="torch | torch_compile | onnxruntime | tensorrt (default torch)")
+    e.add_argument("--device", default="cpu", help="cpu | cuda")
+    e.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16")
+    e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
+    e.add_argument("--rig", default=None, help="rig YAML (default: beside the bag / embedded)")
+    e.add_argument("--reference", default="gt_boxes",
+                   help="reference kind: lidar | gt_boxes | lidar_in_boxes (default gt_boxes)")
+    e.add_argument("--threshold", type=float, default=0.5, help="occupancy threshold")
+    e.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    e.add_argument("--video", default=None, help="write an annotated video (.mp4 or .avi)")
+    e.add_argument("--samples", type=int, default=4, help="prediction-vs-reference PNGs")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def _cmd_convert(a: argparse.Namespace) -> int:
+    from lss_bev_ros.calibration import NUSCENES_CAMERAS
+    from rosbag_tools.convert import ConvertOptions, convert_dataset
+
+    opts = ConvertOptions(
+        storage=a.storage, cameras=tuple(a.cameras) if a.cameras else NUSCENES_CAMERAS,
+        lidar=not a.no_lidar, sweeps=not a.no_sweeps, overwrite=a.overwrite,
+    )
+    results = convert_dataset(a.dataroot, a.out, a.version, a.scenes, opts, progress=not a.quiet)
+    for r in results:
+        print(f"{r.scene}: {r.bag} ({sum(r.counts.values())} messages, {r.duration_s:.2f} s), "
+              f"rig {r.rig}")
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from rosbag_tools.bag_info import bag_info, format_info
+
+    info = bag_info(a.bag)
+    print(json.dumps(info.to_dict(), indent=2) if a.json else format_info(info))
+    return 0 if info.complete else 2
+
+
+def _cmd_play(a: argparse.Namespace) -> int:
+    from rosbag_tools.play import play_main
+
+    stats = play_main(a.bag, rate=a.rate, loop=a.loop, topics=a.topics, clock=a.clock,
+                      clock_hz=a.clock_hz, delay_s=a.delay, raw=a.raw)
+    print(f"published {stats.total} messages in {stats.wall_s:.2f} s ({stats.loops} loop(s)); "
+          f"errors {sum(stats.errors.values())}; max lag {stats.max_lag_ms:.1f} ms")
+    for t, why in stats.skipped_topics.items():
+        print(f"skipped {t}: {why}")
+    return 0 if not stats.errors else 2
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from rosbag_tools.evaluate import EvalOptions, evaluate_bag
+
+    out = Path(a.out) if a.out else Path(str(Path(a.bag).resolve()) + "_eval")
+    opts = EvalOptions(
+        weights=Path(a.weights), backend=a.backend, device=a.device, precision=a.precision,
+        rig=Path(a.rig) if a.rig else None, reference=a.reference, threshold=a.threshold,
+        max_frames=a.max_frames, video=Path(a.video) if a.video else None,
+        n_sample_images=a.samples, progress=not a.quiet,
+    )
+    report = evaluate_bag(a.bag, out, opts)
+    print(report.summary_text())
+    print(f"report: {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"convert": _cmd_convert, "info": _cmd_info, "play": _cmd_play,
+                "eval": _cmd_eval}
+    try:
+        return handlers[args.cmd](args)
+    except BagToolError as exc:
+        print(f"lss-bev-bag {args.cmd}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

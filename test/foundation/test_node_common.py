@@ -1,0 +1,87 @@
+"""PerceptionNode: declared + validated parameters, lifecycle autostart, diagnostics over DDS."""
+
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from lss_bev_ros.nodes.common import (
+    ParamSpec,
+    PerceptionNode,
+    sec_to_stamp,
+    stamp_to_sec,
+)
+
+
+class _ProbeNode(PerceptionNode):
+    PARAMS = (
+        ParamSpec("threshold", 0.5, "occupancy threshold", min=0.0, max=1.0),
+        ParamSpec("backend", "torch", "backend", choices=("torch", "onnxruntime")),
+        ParamSpec("weights", "", "weights path", read_only=True),
+    )
+
+    def __init__(self, **kw) -> None:
+        super().__init__("lss_probe_node", **kw)
+        self.applied: list[dict] = []
+        self.configured = self.activated = False
+
+    def on_params_applied(self, changed: dict) -> None:
+        self.applied.append(changed)
+
+    def on_configure_impl(self) -> None:
+        self.configured = True
+
+    def on_activate_impl(self) -> None:
+        self.activated = True
+
+
+def test_parameters_are_validated_and_applied(ros_context) -> None:
+    node = _ProbeNode(context=ros_context)
+    ok = node.set_parameters([Parameter("threshold", value=0.7)])[0]
+    assert ok.successful
+    assert node.p("threshold") == 0.7
+    assert node.applied[-1] == {"threshold": 0.7}
+    bad = node.set_parameters([Parameter("threshold", value=1.5)])[0]
+    assert not bad.successful
+    assert node.p("threshold") == 0.7
+    bad = node.set_parameters([Parameter("backend", value="magic")])[0]
+    assert not bad.successful and "not one of" in bad.reason
+    ro = node.set_parameters([Parameter("weights", value="/x.pt")])[0]
+    assert not ro.successful  # read-only: needs a restart
+    desc = node.describe_parameter("threshold")
+    assert desc.floating_point_range[0].to_value == 1.0
+    node.destroy_node()
+
+
+def test_autostart_and_diagnostics_over_dds(ros_context, spin) -> None:
+    node = _ProbeNode(context=ros_context)
+    assert node.maybe_autostart()
+    assert node.configured and node.activated and node.active
+    node.diag.error("corrupt_jpeg", "CAM_FRONT: could not decode")
+    node.diag.count("frames_in", 5)
+    listener = Node("lss_diag_listener", context=ros_context)
+    got: list[DiagnosticArray] = []
+    listener.create_subscription(DiagnosticArray, "/diagnostics", got.append, 10)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(listener)
+    assert spin(ex, lambda: bool(got), 5.0)
+    status = got[-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["corrupt_jpeg"] == "1" and values["frames_in"] == "5"
+    assert status.level == status.WARN and "corrupt_jpeg" in status.message
+    ex.shutdown()
+    node.destroy_node()
+    listener.destroy_node()
+
+
+def test_stamp_conversions_round_trip_within_a_microsecond() -> None:
+    t = 1533151603.512404
+    st = sec_to_stamp(t)
+    assert st.sec == 1533151603
+    assert abs(st.nanosec - 512404000) < 1000
+    assert abs(stamp_to_sec(st) - t) < 1e-6
+    edge = sec_to_stamp(9.9999999999)
+    assert (edge.sec, edge.nanosec) == (10, 0)
