@@ -29,7 +29,8 @@ from lss_bev_ros.conversions.grid import GridSpec
 MASKED_CAMERA_OFFSET_M = 1.0e5
 """Translation (m) given to a masked camera: every frustum point lands far outside the grid."""
 
-STAGES = ("geometry", "camera_encoder", "voxel_pooling", "bev_encoder")
+STAGES = ("geometry", "camera_encoder", "voxel_pooling", "bev_encoder", "whole_model")
+"""Model stage names a backend may report (fused-graph backends report ``whole_model``)."""
 
 
 class BevInputError(ValueError):
@@ -156,19 +157,17 @@ def camera_visibility(
     rig: RigCalibration,
     grid: GridSpec,
     depth_range: tuple[float, float],
-    sizes: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per camera, ``X x Y`` bool: cell centres inside its horizontal field of view and depth
-    range (optical z in ``depth_range`` metres), evaluated at the camera's own height.
-
-    ``sizes``: camera name -> (height, width) of the image actually used (default: the rig's).
+    range (optical z in ``depth_range`` metres), evaluated at the camera's own height; the
+    image width is the calibration's (``CameraCalibration.width``, matching its intrinsics).
     """
     xs = grid.xmin + (np.arange(grid.nx) + 0.5) * grid.resolution
     ys = grid.ymin + (np.arange(grid.ny) + 0.5) * grid.resolution
     gx, gy = np.meshgrid(xs, ys, indexing="ij")  # X x Y
     out: dict[str, np.ndarray] = {}
     for cam in rig.cameras:
-        h, w = (sizes or {}).get(cam.name, (cam.height, cam.width))
+        w = cam.width
         p = np.stack([gx - cam.translation[0], gy - cam.translation[1],
                       np.zeros_like(gx)], -1)
         pc = p @ cam.rotation  # R^T (p - t) as rows
@@ -202,7 +201,7 @@ class BevProcessor:
         self._lock = threading.Lock()
         self._rig = rig
         self._calib_key: tuple | None = None
-        self._vis_key: tuple | None = None
+        self._vis_key: str | None = None
         self._vis_cache: dict[str, np.ndarray] = {}
         self._black: dict[tuple[int, int], np.ndarray] = {}
         self.calibration_builds = 0
@@ -228,14 +227,13 @@ class BevProcessor:
                 self._rig = rig
             return changed
 
-    def visibility(self, missing: Sequence[str] = (),
-                   sizes: Mapping[str, tuple[int, int]] | None = None) -> np.ndarray:
+    def visibility(self, missing: Sequence[str] = ()) -> np.ndarray:
         """``X x Y`` bool: cells seen by at least one present camera (cached per calibration)."""
         rig = self.rig
-        key = (rig.fingerprint(), tuple(sorted((sizes or {}).items())))
+        key = rig.fingerprint()
         if key != self._vis_key:
             lo, hi, _ = self.cfg.grid.dbound
-            self._vis_cache = camera_visibility(rig, self.grid, (lo, hi), sizes)
+            self._vis_cache = camera_visibility(rig, self.grid, (lo, hi))
             self._vis_key = key
         vis = np.zeros((self.grid.nx, self.grid.ny), bool)
         for name, m in self._vis_cache.items():
@@ -295,11 +293,11 @@ class BevProcessor:
             rebuilt = True
             stage["calibration"] = (time.perf_counter() - t1) * 1e3
         logits, ms = self.backend.infer(inp.imgs)
-        for k in STAGES:
-            stage[k] = float(ms.get(k, 0.0))
+        for k, v in ms.items():
+            stage[k] = float(v)
         t2 = time.perf_counter()
         prob = torch.sigmoid(logits[0, 0].float()).numpy().astype(np.float32, copy=False)
-        vis = self.visibility(miss, {n: tuple(s) for n, s in sizes.items()})
+        vis = self.visibility(miss)
         stage["postprocess"] = (time.perf_counter() - t2) * 1e3
         return BevOutput(stamp=float(stamp), probability=prob, visible=vis, stage_ms=stage,
                          missing=miss, calibration_rebuilt=rebuilt)

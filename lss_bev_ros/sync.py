@@ -47,6 +47,7 @@ class SyncedSet(Generic[T]):
 class _Source:
     queue: deque = field(default_factory=deque)
     last_arrival: float | None = None
+    prev_arrival: float | None = None  # arrival before ``last_arrival``
 
 
 class StampSynchronizer(Generic[T]):
@@ -58,6 +59,11 @@ class StampSynchronizer(Generic[T]):
     * A source with no arrival for ``missing_timeout`` seconds is *missing*. With
       ``allow_partial`` the others are emitted without it (``SyncedSet.missing``); otherwise
       nothing is emitted and :meth:`missing_sources` says who is waited for.
+    * ``missing_needs_activity``: a silent source only counts as missing while the others keep
+      arriving (one of them arrived again after having arrived more than ``missing_timeout``
+      after the silent source's last message). Without it, after a pause of all sources longer
+      than ``missing_timeout`` (paused bag, slow lock-step publisher) the first message to
+      arrive is emitted alone and the rest of its set is then rejected as out of order.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class StampSynchronizer(Generic[T]):
         queue_size: int = 4,
         missing_timeout: float = 1.0,
         allow_partial: bool = False,
+        missing_needs_activity: bool = False,
     ) -> None:
         if not names:
             raise ValueError("need at least one source")
@@ -77,6 +84,7 @@ class StampSynchronizer(Generic[T]):
         self.queue_size = int(queue_size)
         self.missing_timeout = float(missing_timeout)
         self.allow_partial = bool(allow_partial)
+        self.missing_needs_activity = bool(missing_needs_activity)
         self.stats = SyncStats()
         self._src = {n: _Source() for n in self.names}
         self._last_emitted = float("-inf")
@@ -94,8 +102,14 @@ class StampSynchronizer(Generic[T]):
         out = []
         for n, s in self._src.items():
             ref = s.last_arrival if s.last_arrival is not None else self._started
-            if now - ref > self.missing_timeout:
-                out.append(n)
+            if now - ref <= self.missing_timeout:
+                continue
+            if self.missing_needs_activity and not any(
+                o.prev_arrival is not None and o.prev_arrival - ref > self.missing_timeout
+                for m, o in self._src.items() if m != n
+            ):
+                continue
+            out.append(n)
         return tuple(out)
 
     def add(self, name: str, stamp: float, item: T, now: float) -> SyncedSet[T] | None:
@@ -108,7 +122,7 @@ class StampSynchronizer(Generic[T]):
             if src is None:
                 self.stats.unknown_source += 1
                 return None
-            src.last_arrival = now
+            src.prev_arrival, src.last_arrival = src.last_arrival, now
             if stamp <= self._last_emitted or (src.queue and stamp <= src.queue[-1][0]):
                 self.stats.out_of_order += 1
                 return None

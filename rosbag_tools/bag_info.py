@@ -12,7 +12,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rosbag_tools.bagio import BagToolError, bag_custom_data, iter_raw, open_bag
+import yaml
+
+from rosbag_tools.bagio import TYPESTORE, BagToolError, bag_custom_data, iter_raw, open_bag
 
 
 @dataclass
@@ -25,6 +27,7 @@ class TopicSummary:
     first_ns: int | None = None
     last_ns: int | None = None
     metadata_count: int | None = None  # count claimed by metadata.yaml / summary
+    undecodable: int = 0  # records whose CDR payload does not deserialise (deep scan)
 
     def add(self, t_ns: int) -> None:
         self.count += 1
@@ -86,7 +89,8 @@ class BagInfo:
             "duration_s": self.duration_s,
             "topics": [
                 {"topic": t.topic, "type": t.msgtype, "count": t.count,
-                 "metadata_count": t.metadata_count, "rate_hz": round(t.rate_hz, 4),
+                 "metadata_count": t.metadata_count, "undecodable": t.undecodable,
+                 "rate_hz": round(t.rate_hz, 4),
                  "first_ns": t.first_ns, "last_ns": t.last_ns}
                 for t in sorted(self.topics.values(), key=lambda t: t.topic)
             ],
@@ -115,11 +119,13 @@ def _scan_mcap_stream(f: Path, info: BagInfo) -> None:
                     channels[rec.id] = (rec.topic, schemas.get(rec.schema_id, "?"))
                 elif isinstance(rec, Message):
                     topic, typ = channels.get(rec.channel_id, (f"<channel {rec.channel_id}>", "?"))
-                    info.topics.setdefault(topic, TopicSummary(topic, typ)).add(rec.log_time)
-        except Exception as exc:  # noqa: BLE001 - any decode error ends the readable part
+                    ts = info.topics.setdefault(topic, TopicSummary(topic, typ))
+                    ts.msgtype = typ
+                    ts.add(rec.log_time)
+        except Exception as exc:
             info.errors.append(
                 f"{f.name}: MCAP stream ends early after {info.message_count} readable messages: "
-                f"{type(exc).__name__}: {exc or 'truncated'}"
+                f"{type(exc).__name__}: {str(exc) or 'file truncated'}"
             )
 
 
@@ -133,7 +139,9 @@ def _scan_sqlite(f: Path, info: BagInfo) -> None:
         topics = {r[0]: (r[1], r[2]) for r in con.execute("SELECT id, name, type FROM topics")}
         for tid, ts in con.execute("SELECT topic_id, timestamp FROM messages ORDER BY timestamp"):
             name, typ = topics.get(tid, (f"<topic {tid}>", "?"))
-            info.topics.setdefault(name, TopicSummary(name, typ)).add(int(ts))
+            summary = info.topics.setdefault(name, TopicSummary(name, typ))
+            summary.msgtype = typ
+            summary.add(int(ts))
     except sqlite3.Error as exc:
         info.errors.append(
             f"{f.name}: sqlite3 read failed after {info.message_count} messages: {exc}"
@@ -142,9 +150,19 @@ def _scan_sqlite(f: Path, info: BagInfo) -> None:
         con.close()
 
 
-def bag_info(path: str | Path) -> BagInfo:
+def _metadata_counts(p: Path) -> dict[str, int]:
+    """Per-topic counts claimed by metadata.yaml ({} when absent or unreadable)."""
+    try:
+        meta = yaml.safe_load((p / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return {t["topic_metadata"]["name"]: int(t["message_count"])
+                for t in meta["topics_with_message_count"]}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def bag_info(path: str | Path, deep: bool = False) -> BagInfo:
     """Scan a bag; never raises for corrupt data (errors are listed in ``BagInfo.errors``),
-    only for a path that does not exist."""
+    only for a path that does not exist. ``deep`` also deserialises every record (CDR check)."""
     p = Path(path)
     if not p.exists():
         raise BagToolError(f"bag not found: {p}")
@@ -158,8 +176,19 @@ def bag_info(path: str | Path) -> BagInfo:
                 ts = info.topics.setdefault(c.topic, TopicSummary(c.topic, c.msgtype))
                 ts.metadata_count = (ts.metadata_count or 0) + int(c.msgcount)
             try:
-                for conn, t, _ in iter_raw(reader):
-                    info.topics[conn.topic].add(t)
+                for conn, t, raw in iter_raw(reader):
+                    ts = info.topics[conn.topic]
+                    ts.add(t)
+                    if deep and conn.msgtype in TYPESTORE.types:
+                        try:
+                            TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+                        except Exception as exc:
+                            ts.undecodable += 1
+                            if ts.undecodable <= 3:
+                                info.errors.append(
+                                    f"{conn.topic} @ {t} ns: undecodable {conn.msgtype} record: "
+                                    f"{exc}"
+                                )
             except BagToolError as exc:
                 info.errors.append(str(exc))
             for ts in info.topics.values():
@@ -172,6 +201,9 @@ def bag_info(path: str | Path) -> BagInfo:
     except BagToolError as exc:
         info.errors.append(str(exc))
     # Fallback: scan storage files directly.
+    if p.is_dir():
+        for topic, n in _metadata_counts(p).items():
+            info.topics.setdefault(topic, TopicSummary(topic, "?")).metadata_count = n
     files = _storage_files(p)
     if not files:
         info.errors.append(f"no .mcap or .db3 storage file in {p}")
@@ -205,8 +237,12 @@ def format_info(info: BagInfo) -> str:
     w_type = max([len(t.msgtype) for t in rows] + [4])
     lines.append(f"  {'topic':<{w_topic}}  {'type':<{w_type}}  {'count':>7}  {'rate Hz':>8}")
     for t in rows:
+        claimed = ""
+        if t.metadata_count is not None and t.metadata_count != t.count:
+            claimed = f"  (metadata: {t.metadata_count})"
         lines.append(
             f"  {t.topic:<{w_topic}}  {t.msgtype:<{w_type}}  {t.count:>7}  {t.rate_hz:>8.2f}"
+            + claimed
         )
     for e in info.errors:
         lines.append(f"ERROR: {e}")

@@ -22,7 +22,6 @@ from rosbags.interfaces import (
     QosTime,
 )
 from rosbags.rosbag2 import Reader
-from rosbags.rosbag2.errors import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
@@ -107,10 +106,11 @@ def open_bag(path: str | Path) -> Iterator[Reader]:
     try:
         reader = Reader(p)
         reader.open()
-    except (ReaderError, FileNotFoundError, OSError, ValueError, KeyError) as exc:
-        raise BagToolError(f"cannot open bag {p}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - storage plugins raise assorted errors on corruption
-        raise BagToolError(f"cannot open bag {p} (corrupt?): {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise BagToolError(
+            f"cannot open bag {p}: {exc} (truncated or corrupt? `lss-bev-bag info {p}` lists "
+            "what is readable)"
+        ) from exc
     try:
         yield reader
     finally:
@@ -148,7 +148,7 @@ def iter_raw(
             yield conn, t, raw
     except BagToolError:
         raise
-    except Exception as exc:  # noqa: BLE001 - corrupt storage raises assorted errors
+    except Exception as exc:
         raise BagToolError(
             f"bag read failed after {n} messages (last receive time {last} ns): "
             f"{type(exc).__name__}: {exc}"

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "and exits with status 2.")
     i.add_argument("bag", help="rosbag2 directory or .mcap/.db3 file")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--deep", action="store_true", help="also deserialise every record")
 
     p = sub.add_parser("play", help="publish a bag into the live ROS 2 graph",
                        description="Replay with the recorded timing scaled by --rate; /tf_static "
@@ -79,9 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16")
     e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
     e.add_argument("--rig", default=None, help="rig YAML (default: beside the bag / embedded)")
-    e.add_argument("--reference", default="gt_boxes",
-                   help="reference kind: lidar | gt_boxes | lidar_in_boxes (default gt_boxes)")
+    e.add_argument("--reference", default="lidar",
+                   choices=("lidar", "gt_boxes", "lidar_in_boxes"),
+                   help="reference occupancy (default lidar, as eval_node)")
     e.add_argument("--threshold", type=float, default=0.5, help="occupancy threshold")
+    e.add_argument("--region", default="all", choices=("all", "visible"),
+                   help="cells evaluated: all, or only those a camera sees")
+    e.add_argument("--stamp-tolerance", type=float, default=0.1,
+                   help="max grid <-> reference stamp difference (s)")
+    e.add_argument("--categories", nargs="*", default=["vehicle."],
+                   help="GT box category prefixes (default vehicle.)")
+    e.add_argument("--torch-threads", type=int, default=0, help="torch threads (0: default)")
+    e.add_argument("--decode-reduction", type=int, default=0, choices=(0, 1, 2, 4, 8),
+                   help="decode JPEGs at 1/k size as bev_node does (0: auto)")
     e.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     e.add_argument("--video", default=None, help="write an annotated video (.mp4 or .avi)")
     e.add_argument("--samples", type=int, default=4, help="prediction-vs-reference PNGs")
@@ -107,7 +118,7 @@ def _cmd_convert(a: argparse.Namespace) -> int:
 def _cmd_info(a: argparse.Namespace) -> int:
     from rosbag_tools.bag_info import bag_info, format_info
 
-    info = bag_info(a.bag)
+    info = bag_info(a.bag, deep=a.deep)
     print(json.dumps(info.to_dict(), indent=2) if a.json else format_info(info))
     return 0 if info.complete else 2
 
@@ -131,6 +142,8 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     opts = EvalOptions(
         weights=Path(a.weights), backend=a.backend, device=a.device, precision=a.precision,
         rig=Path(a.rig) if a.rig else None, reference=a.reference, threshold=a.threshold,
+        region=a.region, stamp_tolerance_s=a.stamp_tolerance, categories=tuple(a.categories),
+        torch_threads=a.torch_threads, decode_reduction=a.decode_reduction,
         max_frames=a.max_frames, video=Path(a.video) if a.video else None,
         n_sample_images=a.samples, progress=not a.quiet,
     )

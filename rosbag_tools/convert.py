@@ -185,8 +185,8 @@ def box_marker(t_ns: int, ns: str, marker_id: int, center, q_wxyz, size_lwh):
         lifetime=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0), frame_locked=False,
         points=[], colors=[], texture_resource="",
         texture=T[MSG_COMPRESSED](header=_header(0, ""), format="", data=np.zeros(0, np.uint8)),
-        uv_coordinates=[], text="", mesh_resource="", mesh_file=T["visualization_msgs/msg/MeshFile"](
-            filename="", data=np.zeros(0, np.uint8)),
+        uv_coordinates=[], text="", mesh_resource="",
+        mesh_file=T["visualization_msgs/msg/MeshFile"](filename="", data=np.zeros(0, np.uint8)),
         mesh_use_embedded_materials=False,
     )
 
@@ -295,7 +295,8 @@ def _ego_velocity(poses: list[dict], i: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(3), np.zeros(3)
     r_i = quaternion_to_matrix(poses[i]["rotation"])
     v_map = (np.asarray(poses[b]["translation"]) - np.asarray(poses[a]["translation"])) / dt
-    r_rel = quaternion_to_matrix(poses[a]["rotation"]).T @ quaternion_to_matrix(poses[b]["rotation"])
+    r_a = quaternion_to_matrix(poses[a]["rotation"])
+    r_rel = r_a.T @ quaternion_to_matrix(poses[b]["rotation"])
     angle = np.arctan2(r_rel[1, 0], r_rel[0, 0])  # yaw change (flat ground)
     return r_i.T @ v_map, np.array([0.0, 0.0, angle / dt])
 

@@ -99,6 +99,7 @@ class BagPlayer:
         self._pubs: dict[str, tuple[object, type]] = {}
         self._clock_pub = None
         self._clock_cls = None
+        self._last_clock_ns = 0
         self.error: BaseException | None = None
 
     # -------------------------------------------------------------------------------- control
@@ -108,7 +109,7 @@ class BagPlayer:
         def target() -> None:
             try:
                 self.run()
-            except BaseException as exc:  # noqa: BLE001 - surfaced through .error / join()
+            except BaseException as exc:
                 self.error = exc
                 self.node.get_logger().error(f"bag play failed: {exc}")
 
@@ -161,14 +162,18 @@ class BagPlayer:
             self._clock_pub = self.node.create_publisher(Clock, CLOCK_TOPIC, 10)
 
     def _publish_clock(self, t_ns: int) -> None:
+        """Publish bag time ``t_ns`` on /clock (never backwards within one loop)."""
         from builtin_interfaces.msg import Time
 
+        t_ns = max(t_ns, self._last_clock_ns)
+        self._last_clock_ns = t_ns
         msg = self._clock_cls()
         msg.clock = Time(sec=int(t_ns // 1_000_000_000), nanosec=int(t_ns % 1_000_000_000))
         self._clock_pub.publish(msg)
 
-    def _wait_until(self, wall_target: float, bag_t0: int, wall0: float) -> bool:
-        """Sleep until ``wall_target`` (monotonic s), publishing /clock; False when stopped."""
+    def _wait_until(self, wall_target: float, bag_t0: int, wall0: float, t_next: int) -> bool:
+        """Sleep until ``wall_target`` (monotonic s), publishing /clock (bag time, capped at the
+        next message's ``t_next``); False when stopped."""
         period = 1.0 / self.clock_hz if self.clock else 0.05
         next_clock = time.monotonic()
         while True:
@@ -176,7 +181,7 @@ class BagPlayer:
             if self._stop.is_set():
                 return False
             if self.clock and now >= next_clock:
-                self._publish_clock(bag_t0 + int((now - wall0) * self.rate * 1e9))
+                self._publish_clock(min(bag_t0 + int((now - wall0) * self.rate * 1e9), t_next))
                 next_clock = now + period
             remaining = wall_target - now
             if remaining <= 0:
@@ -210,12 +215,13 @@ class BagPlayer:
             while not self._stop.is_set():
                 bag_t0: int | None = None
                 wall0 = time.monotonic()
+                self._last_clock_ns = 0  # a new loop may jump back, like ros2 bag play --loop
                 for conn, t_ns, raw in iter_raw(reader, topics):
                     if bag_t0 is None:
                         bag_t0 = t_ns
                         wall0 = time.monotonic()
                     target = wall0 + (t_ns - bag_t0) * 1e-9 / self.rate
-                    if not self._wait_until(target, bag_t0, wall0):
+                    if not self._wait_until(target, bag_t0, wall0, t_ns):
                         break
                     lag = (time.monotonic() - target) * 1e3
                     self.stats.max_lag_ms = max(self.stats.max_lag_ms, lag)
@@ -225,7 +231,7 @@ class BagPlayer:
                     try:
                         data = bytes(raw)
                         pub.publish(data if self.raw else deserialize_message(data, cls))
-                    except Exception as exc:  # noqa: BLE001 - a bad record must not end play
+                    except Exception as exc:
                         self.stats.errors[conn.topic] = self.stats.errors.get(conn.topic, 0) + 1
                         log.warning(f"{conn.topic} @ {t_ns} ns: cannot publish record: {exc}")
                         continue
@@ -267,7 +273,7 @@ def play_main(
     try:
         player.start()
         while player.running:
-            player._thread.join(0.2)  # noqa: SLF001 - keep the main thread interruptible
+            player._thread.join(0.2)
         return player.join()
     except KeyboardInterrupt:
         player.stop()

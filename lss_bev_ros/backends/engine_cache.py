@@ -160,6 +160,22 @@ class EngineCache:
         _atomic_write(self.meta_path(key), json.dumps(meta, indent=2, sort_keys=True).encode())
         return path
 
+    def resolve(self, key: EngineKey, force_rebuild: bool = False) -> tuple[Path | None, str]:
+        """``(cached engine path or None, reason)``: None means build (forced, missing, or
+        only engines for another TensorRT version / GPU / precision / shapes exist)."""
+        if force_rebuild:
+            return None, "force_rebuild requested"
+        path = self.lookup(key)
+        if path is not None:
+            return path, "cache hit"
+        stale = self.stale_entries(key)
+        if stale:
+            return None, (
+                f"no engine for this key; {len(stale)} engine(s) of this model exist for another "
+                "TensorRT version, GPU, precision or input shape"
+            )
+        return None, "no cached engine"
+
     def stale_entries(self, key: EngineKey) -> list[Path]:
         """Engines cached for the same model but a different key (other TensorRT version, GPU,
         precision or shapes): listed so the backend can log why it rebuilds."""
@@ -174,6 +190,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        Path(tmp).chmod(0o644)  # mkstemp creates 0600; cached artefacts are not secrets
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

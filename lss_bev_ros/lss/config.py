@@ -218,8 +218,8 @@ class LSSConfig:
 
     # derived -------------------------------------------------------------------------------
     @property
-    def D(self) -> int:
-        """Number of depth bins."""
+    def depth_bins(self) -> int:
+        """D: number of depth bins."""
         return self.grid.num_depth_bins
 
     @property

@@ -8,10 +8,10 @@ is a 1 x 1 conv to D + C; ``bevencode`` is the ResNet-18 based BEV decoder.
 
 Stages (also exposed one by one for timing / deployment)::
 
-    geom  = model.get_geometry(rots, trans, intrins, post_rots, post_trans)  # B x N x D x fH x fW x 3
-    feats = model.get_cam_feats(imgs)                                       # B x N x D x fH x fW x C
-    bev   = model.voxel_pooling(geom, feats)                                # B x (C*Z) x X x Y
-    out   = model.bev_encode(bev)                                           # B x outC x X x Y
+    geom = model.get_geometry(rots, trans, intrins, post_rots, post_trans)  # B x N x D x h x w x 3
+    feats = model.get_cam_feats(imgs)  # B x N x D x h x w x C   (h, w = H/16, W/16)
+    bev = model.voxel_pooling(geom, feats)  # B x (C*Z) x X x Y
+    out = model.bev_encode(bev)  # B x outC x X x Y
 
 Constants (frustum, dx, bx, nx) are non-persistent buffers derived from the config, so the
 state dict holds only learned weights; the config is saved beside it (:mod:`.checkpoint`).
@@ -55,10 +55,9 @@ class Up(nn.Module):
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
         h, w = x1.shape[-2:]
         H, W = x2.shape[-2:]
-        if H == h * self.scale_factor and W == w * self.scale_factor:
-            x1 = F.interpolate(
-                x1, scale_factor=self.scale_factor, mode="bilinear", align_corners=True
-            )
+        s = self.scale_factor
+        if (h * s, w * s) == (H, W):
+            x1 = F.interpolate(x1, scale_factor=s, mode="bilinear", align_corners=True)
         else:
             x1 = F.interpolate(x1, size=(int(H), int(W)), mode="bilinear", align_corners=True)
         return self.conv(torch.cat([x2, x1], dim=1))
@@ -119,9 +118,9 @@ class CamEncode(nn.Module):
         """Returns (depth ``BN x D x h x w`` softmax, features ``BN x D x h x w x C``)."""
         x = self.depthnet(self.get_eff_depth(x))
         depth = x[:, : self.D].softmax(dim=1)
-        ctx = x[:, self.D : self.D + self.C]
-        # outer product written channels-last: BN x D x h x w x C
-        feats = depth.unsqueeze(-1) * ctx.permute(0, 2, 3, 1).unsqueeze(1)
+        ctx = x[:, self.D : self.D + self.C].permute(0, 2, 3, 1).contiguous()  # BN x h x w x C
+        # outer product, contiguous channels-last: BN x D x h x w x C
+        feats = depth.unsqueeze(-1) * ctx.unsqueeze(1)
         return depth, feats
 
     def forward(self, x: Tensor) -> Tensor:
@@ -129,7 +128,10 @@ class CamEncode(nn.Module):
 
 
 class BevEncode(nn.Module):
-    """BEV decoder: ResNet-18 stem/layer1-3 + two up blocks. ``B x inC x X x Y -> B x outC x X x Y``."""
+    """BEV decoder: ResNet-18 stem + layer1-3, two up blocks.
+
+    ``B x inC x X x Y`` -> ``B x outC x X x Y`` (X, Y divisible by 8).
+    """
 
     def __init__(self, inC: int, outC: int) -> None:
         super().__init__()
@@ -171,7 +173,7 @@ class LiftSplatShoot(nn.Module):
     def __init__(self, cfg: LSSConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg if cfg is not None else LSSConfig()
-        self.D = cfg.D
+        self.D = cfg.depth_bins
         self.camC = cfg.cam_channels
         self.downsample = cfg.downsample
         g = cfg.grid

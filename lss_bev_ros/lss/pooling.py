@@ -8,13 +8,14 @@ Two interchangeable implementations (``allclose`` on the same input, see test/ls
   the sort, runs per frame.
 * :class:`PrecomputedPooling` / :class:`FixedPooling` - for a fixed rig the geometry only
   changes with the calibration, so the kept point indices and their flat destination cell are
-  computed once; per frame it is one gather of the kept feature rows plus one ``index_add``
-  (scatter-add) into a zeroed ``(B*Z*X*Y) x C`` buffer. No sort, no data-dependent shapes, so it
-  traces/exports with static shapes. Differentiable w.r.t. the features (gather and index_add
+  computed once; per frame it is a single ``index_add`` (scatter-add) of the feature rows into
+  a zeroed ``cells x C`` buffer. No sort, no data-dependent shapes, so it traces/exports with
+  static shapes. Differentiable w.r.t. the features (gather and index_add
   both have gradients); not w.r.t. the geometry (integer cells), like the reference.
 
-Output layout of both: ``B x (C*Z) x X x Y`` with channel ``z*C + c`` and axes (x forward,
-y left); see :mod:`.config` for the mapping onto nav_msgs/OccupancyGrid.
+Output of both: ``B x (C*Z) x X x Y`` with channel ``z*C + c`` and axes (x forward, y left);
+see :mod:`.config` for the mapping onto nav_msgs/OccupancyGrid. The reference path returns NCHW
+(contiguous) memory, the precomputed path a channels-last view of the same values.
 """
 
 from __future__ import annotations
@@ -60,14 +61,6 @@ def voxel_coords(geom: Tensor, grid: GridConfig) -> tuple[Tensor, Tensor]:
         & (coords[:, 2] < nx[2])
     )
     return coords, kept
-
-
-def _collapse_z(vox: Tensor, B: int, grid: GridConfig) -> Tensor:
-    """``(B*Z*X*Y) x C`` cell-major buffer -> ``B x (C*Z) x X x Y`` (channel ``z*C + c``)."""
-    X, Y, Z = grid.nx
-    C = vox.shape[-1]
-    out = vox.view(B, Z, X, Y, C).permute(0, 1, 4, 2, 3)  # B x Z x C x X x Y
-    return out.reshape(B, Z * C, X, Y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,9 +127,9 @@ def tensor_key(*tensors: Tensor) -> str:
     inputs (a few hundred floats); ~1 ms per MB for geometry tensors."""
     h = hashlib.blake2b(digest_size=16)
     for t in tensors:
-        t = t.detach()
-        h.update(f"{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.to("cpu").contiguous().numpy().tobytes())
+        a = t.detach()
+        h.update(f"{tuple(a.shape)}|{a.dtype}|".encode())
+        h.update(a.to("cpu").contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
@@ -144,25 +137,25 @@ class FixedPooling(nn.Module):
     """Per-frame pooling for one fixed geometry; indices are registered buffers.
 
     Only static-shape gather / scatter-add ops, so ``torch.jit.trace`` / ``torch.onnx.export``
-    produce a graph whose only inputs are the features.
+    (``opset_version >= 16``) produce a graph whose only input is the feature tensor.
 
-    Buffers:
-        ``src_idx``: ``K`` long, flat point index (into ``B*N*D*H*W``) of every in-grid point.
-        ``dst_idx``: ``K`` long, flat cell index (into ``B*Z*X*Y``) of those points.
-        ``method == "gather_cumsum"`` additionally sorts the points by cell at build time and
-        keeps ``seg_end`` (``U``, last sorted row of each occupied cell) and ``cell_seg``
-        (``B*Z*X*Y``, 1-based segment of each cell, 0 = empty), so the per-frame op is gather,
-        cumsum, gather, difference, gather (no scatter at all; float32 cumsum like the
-        reference, ~1e-5 relative error).
+    Cells are numbered ``((b * X + ix) * Y + iy) * Z + iz`` so the result buffer
+    ``(B*X*Y*Z) x C`` *is* the BEV tensor in channels-last memory order: the output
+    ``B x (C*Z) x X x Y`` (channel ``z*C + c``) is a view, no transpose copy. Convolutions accept
+    it as is (``torch.channels_last``); call ``.contiguous()`` if a consumer needs NCHW memory.
+
+    ``method="index_add"`` (default) buffers:
+        ``dst_idx``: ``P`` long, destination cell of every frustum point (``P = B*N*D*H*W``);
+        points outside the grid go to a dump row ``B*X*Y*Z`` that is sliced off. Per frame:
+        ``zeros(cells + 1, C).index_add_(0, dst_idx, feats.view(P, C))`` - one op.
+    ``method="gather_cumsum"`` buffers (no scatter at all, for runtimes without scatter-add):
+        ``src_idx`` (``K``, in-grid points sorted by cell), ``seg_end`` (``U``, last sorted row of
+        each occupied cell), ``cell_seg`` (``B*X*Y*Z``, 1-based segment per cell, 0 = empty).
+        Per frame: gather, cumsum, gather, difference, gather. Float32 cumsum like the
+        reference (~1e-6 relative error for large sums).
     """
 
-    def __init__(
-        self,
-        geom: Tensor,
-        grid: GridConfig,
-        num_channels: int | None = None,
-        method: str = "index_add",
-    ) -> None:
+    def __init__(self, geom: Tensor, grid: GridConfig, method: str = "index_add") -> None:
         super().__init__()
         if method not in SEGMENT_METHODS:
             raise ValueError(f"method must be one of {SEGMENT_METHODS}, got {method!r}")
@@ -170,56 +163,59 @@ class FixedPooling(nn.Module):
             raise ValueError(f"geom must be B x N x D x H x W x 3, got {tuple(geom.shape)}")
         self.grid = grid
         self.method = method
-        self.num_channels = num_channels
         self.geom_shape: tuple[int, ...] = tuple(geom.shape[:-1])  # B, N, D, H, W
         B = geom.shape[0]
         X, Y, Z = grid.nx
-        self.num_cells = B * Z * X * Y
+        self.num_cells = B * X * Y * Z
         coords, kept = voxel_coords(geom, grid)
         P = coords.shape[0]
         b = torch.arange(B, device=geom.device).repeat_interleave(P // B)
-        cell = ((b * Z + coords[:, 2]) * X + coords[:, 0]) * Y + coords[:, 1]
-        src = torch.nonzero(kept).squeeze(1)
-        dst = cell[src]
-        if method == "gather_cumsum":
-            # sort by cell once: consecutive rows of one cell form a segment
-            dst, order = torch.sort(dst, stable=True)
+        cell = ((b * X + coords[:, 0]) * Y + coords[:, 1]) * Z + coords[:, 2]
+        self.num_points = int(kept.sum())  # K: frustum points inside the grid
+        if method == "index_add":
+            dst = torch.where(kept, cell, torch.full_like(cell, self.num_cells))
+            self.register_buffer("dst_idx", dst.contiguous())
+        else:
+            src = torch.nonzero(kept).squeeze(1)
+            dst, order = torch.sort(cell[src], stable=True)  # segments = runs of equal cells
             src = src[order]
             last = torch.ones_like(dst, dtype=torch.bool)
             last[:-1] = dst[1:] != dst[:-1]
             seg_end = torch.nonzero(last).squeeze(1)
             cell_seg = torch.zeros(self.num_cells, dtype=torch.long, device=geom.device)
             cell_seg[dst[seg_end]] = torch.arange(1, seg_end.numel() + 1, device=geom.device)
-            self.register_buffer("seg_end", seg_end)
+            self.register_buffer("src_idx", src.contiguous())
+            self.register_buffer("seg_end", seg_end.contiguous())
             self.register_buffer("cell_seg", cell_seg)
-        self.register_buffer("src_idx", src.contiguous())
-        self.register_buffer("dst_idx", dst.contiguous())
-
-    @property
-    def num_points(self) -> int:
-        """K: number of frustum points inside the grid."""
-        return int(self.src_idx.numel())
 
     def forward(self, feats: Tensor) -> Tensor:
         """``B x N x D x H x W x C`` features -> ``B x (C*Z) x X x Y`` BEV (sum per cell)."""
-        if tuple(feats.shape[:-1]) != self.geom_shape:
+        if not torch.jit.is_tracing() and tuple(feats.shape[:-1]) != self.geom_shape:
             raise ValueError(
                 f"features {tuple(feats.shape)} do not match the pooling geometry "
                 f"{self.geom_shape} x C"
             )
         B = self.geom_shape[0]
+        X, Y, Z = self.grid.nx
         C = feats.shape[-1]
         flat = feats.reshape(-1, C)  # P x C (a view when feats is contiguous)
-        rows = flat.index_select(0, self.src_idx)  # K x C
         if self.method == "index_add":
-            vox = flat.new_zeros((self.num_cells, C)).index_add_(0, self.dst_idx, rows)
+            vox = flat.new_zeros((self.num_cells + 1, C))
+            if torch.onnx.is_in_onnx_export():
+                # torch.onnx exports index_add / index_put(accumulate) as plain (overwriting)
+                # scatters - wrong with repeated cells. scatter_add with an expanded index maps
+                # to ScatterElements(reduction="add") (opset >= 16): same values.
+                vox = vox.scatter_add(0, self.dst_idx.view(-1, 1).expand(-1, C), flat)
+            else:
+                vox = vox.index_add_(0, self.dst_idx, flat)
+            vox = vox[: self.num_cells]
         else:
-            csum = rows.cumsum(0)
+            csum = flat.index_select(0, self.src_idx).cumsum(0)  # K x C, sorted by cell
             ends = csum.index_select(0, self.seg_end)  # U x C
-            sums = torch.cat((ends[:1], ends[1:] - ends[:-1]), 0)
-            sums = torch.cat((sums.new_zeros((1, C)), sums), 0)  # row 0 = empty cell
-            vox = sums.index_select(0, self.cell_seg)
-        return _collapse_z(vox, B, self.grid)
+            sums = torch.cat((ends.new_zeros((1, C)), ends[:1], ends[1:] - ends[:-1]), 0)
+            vox = sums.index_select(0, self.cell_seg)  # row 0 = empty cell
+        # (B*X*Y*Z) x C memory == B x X x Y x (Z*C): a channels-last view of B x (C*Z) x X x Y
+        return vox.view(B, X, Y, Z * C).permute(0, 3, 1, 2)
 
 
 class PrecomputedPooling(nn.Module):

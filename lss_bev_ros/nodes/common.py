@@ -380,8 +380,10 @@ def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> i
         pass
     finally:
         if node is not None:
+            # the context may already be shut down (Ctrl-C): run the hooks, not transitions
             if node.active:
-                node.trigger_deactivate()
+                node.active = False
+                node._run_hook(node.on_deactivate_impl, "deactivate")
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()

@@ -37,7 +37,9 @@ canvas.chart { width:100%; height:260px; display:block; }
 .legend i { display:inline-block; width:12px; height:12px; border-radius:2px; margin-right:5px;
             vertical-align:-2px; }
 table { width:100%; border-collapse:collapse; font-variant-numeric:tabular-nums; }
-th, td { text-align:left; padding:4px 8px; border-bottom:1px solid var(--line); font-size:13px; }
+th, td { text-align:left; padding:4px 8px; border-bottom:1px solid var(--line); font-size:13px;
+         overflow-wrap:anywhere; }
+td:first-child, th:first-child { white-space:nowrap; overflow-wrap:normal; }
 th { color:var(--dim); font-weight:500; }
 td.num, th.num { text-align:right; }
 .empty { color:var(--dim); font-style:italic; }
@@ -142,23 +144,27 @@ function prepCanvas(c) {
   ctx.font = "12px system-ui, sans-serif";
   return {ctx, w, h, L: 48, R: 10, T: 10, B: 26};
 }
-function niceMax(v) {
-  if (!(v > 0)) return 1;
+function niceStep(v) {
+  if (!(v > 0)) return 0.25;
   const p = Math.pow(10, Math.floor(Math.log10(v))), m = v / p;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 2.5 ? 2.5 : m <= 5 ? 5 : 10) * p;
 }
-function frame(g, x0, x1, y0, y1, xlabel, ylabelFmt) {
+function niceMax(v) { const st = niceStep(v / 4); return Math.max(st, Math.ceil(v / st) * st); }
+function frame(g, x0, x1, y0, y1, xlabel, ylabelFmt, nx) {
+  nx = nx || 4;
   const {ctx, w, h, L, R, T, B} = g, pw = w - L - R, ph = h - T - B;
   ctx.strokeStyle = "#2c3544"; ctx.fillStyle = "#9aa5b5"; ctx.lineWidth = 1;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
-  for (let i = 0; i <= 4; i++) {
-    const v = y0 + (y1 - y0) * i / 4, y = T + ph - ph * i / 4;
+  const st = niceStep((y1 - y0) / 4), nt = Math.max(1, Math.round((y1 - y0) / st));
+  for (let i = 0; i <= nt; i++) {
+    const v = y0 + st * i, y = T + ph - ph * (v - y0) / (y1 - y0);
     ctx.beginPath(); ctx.moveTo(L, y + .5); ctx.lineTo(L + pw, y + .5); ctx.stroke();
     ctx.fillText(ylabelFmt(v), L - 6, y);
   }
-  ctx.textAlign = "center"; ctx.textBaseline = "top";
-  for (let i = 0; i <= 4; i++) {
-    const v = x0 + (x1 - x0) * i / 4, x = L + pw * i / 4;
+  ctx.textBaseline = "top";
+  for (let i = 0; i <= nx; i++) {
+    const v = x0 + (x1 - x0) * i / nx, x = L + pw * i / nx;
+    ctx.textAlign = i === 0 ? "left" : i === nx ? "right" : "center";
     ctx.fillText(xlabel(v), x, T + ph + 6);
   }
   return {pw, ph, sx: v => L + (x1 > x0 ? (v - x0) / (x1 - x0) : 0.5) * pw,
@@ -185,8 +191,9 @@ function drawLines(canvas, series, ymaxFixed, yfmt) {
   canvas.dataset.points = String(n);
   if (!n) { noData(g, "waiting for data\\u2026"); return; }
   const x0 = Math.min(...xs), x1 = Math.max(...xs, x0 + 1);
+  const xd = x1 - x0 < 10 ? 1 : 0;
   const f = frame(g, x0, x1, 0, ymaxFixed || niceMax(ymax * 1.1),
-                  v => v.toFixed(0) + " s", yfmt);
+                  v => v.toFixed(xd) + " s", yfmt);
   for (const s of series) {
     g.ctx.strokeStyle = s.color; g.ctx.lineWidth = s.width || 1.6;
     g.ctx.setLineDash(s.dash || []); g.ctx.beginPath();
@@ -216,7 +223,8 @@ function drawStages(canvas, hist, maxBars) {
     ymax = Math.max(ymax, s, isNum(fr.total_ms) ? fr.total_ms : 0);
   }
   const f = frame(g, 0, frames.length, 0, niceMax(ymax * 1.05),
-                  v => "-" + (frames.length - v).toFixed(0), v => v.toFixed(v < 10 ? 1 : 0));
+                  v => (v >= frames.length ? "now" : "-" + (frames.length - v).toFixed(0)),
+                  v => v.toFixed(v > 0 && v < 10 ? 1 : 0), Math.min(4, frames.length));
   const bw = f.pw / frames.length, gap = bw > 4 ? 1 : 0;
   frames.forEach((fr, i) => {
     let acc = 0;
@@ -234,7 +242,11 @@ function drawStages(canvas, hist, maxBars) {
   for (const k of names) {
     mean[k] = frames.reduce((a, fr) => a + (fr.stages[k] || 0), 0) / frames.length;
   }
-  return names.map(k => [k, colorFor(k), mean[k].toFixed(2) + " ms"]);
+  const items = names.map(k => [k, colorFor(k), mean[k].toFixed(2) + " ms"]);
+  const other = frames.reduce((a, fr) => a + (isNum(fr.total_ms) ? Math.max(0, fr.total_ms -
+    Object.values(fr.stages).reduce((x, y) => x + y, 0)) : 0), 0) / frames.length;
+  if (other > 0.05) items.push(["other (glue)", "#546e7a", other.toFixed(2) + " ms"]);
+  return items;
 }
 function stageCard(name) {
   let card = document.getElementById("stages-" + name);
@@ -266,7 +278,8 @@ function render(d) {
     .join(" \\u00b7 ") || "\\u00a0");
   setText("kpi-latency", isNum(m.latency_p50_ms)
     ? fmt(m.latency_p50_ms, 0) + " / " + fmt(m.latency_p90_ms, 0) + " ms" : "\\u2013");
-  setText("kpi-latency-sub", "p99 " + fmt(m.latency_p99_ms, 0) + " ms");
+  setText("kpi-latency-sub", "p99 " + (isNum(m.latency_p99_ms) ? fmt(m.latency_p99_ms, 0) + " ms"
+    : "\\u2013"));
   setText("ref-desc", m.reference_description ? "vs " + m.reference_description : "");
 
   const keys = ["iou", "precision", "recall", "mean_iou"];
@@ -312,13 +325,22 @@ function render(d) {
 
   const mrow = Object.entries(m).filter(([k]) => k !== "reference_description")
     .map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">` +
-      `${esc(isNum(v) && !Number.isInteger(v) ? v.toFixed(4) : fmt(v))}</td></tr>`).join("");
+      `${esc(isNum(v) && !Number.isInteger(v) ? v.toFixed(4) : v === null ? "\\u2013" : v)}` +
+      `</td></tr>`).join("");
   rows("table-metrics", mrow, 2, "no metrics received yet");
   const irow = Object.entries(d.info || {}).map(([k, v]) =>
-    `<tr><td>${esc(k)}</td><td>${esc(typeof v === "object" ? JSON.stringify(v) : v)}</td></tr>`
-  ).join("");
+    `<tr><td>${esc(k)}</td><td>${esc(flat(v))}</td></tr>`).join("");
   rows("table-info", irow, 2, "no info");
   ensureLive(Object.keys(d.streams || {}));
+}
+function flat(v) {
+  if (v === null || v === undefined) return "\\u2013";
+  if (Array.isArray(v)) return v.map(flat).join(", ");
+  if (typeof v === "object") {
+    const e = Object.entries(v);
+    return e.length ? e.map(([k, x]) => k + ": " + flat(x)).join(" \\u00b7 ") : "\\u2013";
+  }
+  return String(v);
 }
 function legend2(el, items) {
   el.innerHTML = items.map(([name, color, extra]) =>

@@ -149,7 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _snapshot(self, name: str, query: dict[str, list[str]], head_only: bool) -> None:
         dash = self.server.dashboard
-        frame = dash.hub.slot(name).frame
+        slot = dash.hub.slot(name)
+        slot.last_request_mono = time.monotonic()
+        frame = slot.frame
         if frame is None:
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"no frame on /{name} yet", head_only)
             return
@@ -159,21 +161,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _mjpeg(self, name: str, query: dict[str, list[str]]) -> None:
         dash = self.server.dashboard
         fixed_q = _int_arg(query, "quality", None, 1, 100)
-        adaptive = _int_arg(query, "adaptive", int(dash.adaptive), 0, 1) == 1 and fixed_q is None
-        max_fps = _float_arg(query, "max_fps", dash.max_fps, 0.0, 1000.0)
+        want_adaptive = _int_arg(query, "adaptive", None, 0, 1)
+        fps_arg = _float_arg(query, "max_fps", None, 0.0, 1000.0)
         if not dash._acquire_client():
             self._error(HTTPStatus.SERVICE_UNAVAILABLE,
                         f"too many stream clients (max {dash.max_clients})")
             return
         slot = dash.hub.slot(name)
-        ctrl = AdaptiveQuality(
-            quality=fixed_q if fixed_q is not None else dash.jpeg_quality,
-            min_quality=min(dash.min_quality, fixed_q or 100),
-            max_quality=max(dash.jpeg_quality, fixed_q or 1),
-            target_send_ms=dash.adaptive_target_ms,
-            enabled=adaptive,
-            step=5 if adaptive else 1,
-        )
+        config_version = dash._config_version
+        ctrl = dash._controller(fixed_q, want_adaptive)
+        max_fps = dash.max_fps if fps_arg is None else fps_arg
         client = ClientStats(next(dash._ids), name, self.address_string(), quality=ctrl.quality)
         self.close_connection = True
         try:
@@ -184,31 +181,50 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
+            # The boundary goes *after* each part so browsers show a frame as soon as it has
+            # arrived (Chromium renders a part only once the next boundary is seen).
+            self.wfile.write(f"--{BOUNDARY}\r\n".encode())
             slot.add_client(client)
             log.info("client %d (%s) connected to /%s", client.client_id, client.peer, name)
+            tail = f"\r\n--{BOUNDARY}\r\n".encode()
             last_seq: int | None = None
+            last_sent: float | None = None
+            now = time.monotonic
             next_allowed = 0.0
             while not dash._stop.is_set():
-                frame = slot.wait_newer(last_seq or 0, 0.5, dash._stop)
+                wait = 0.5 if last_sent is None else min(0.5, last_sent + dash.resend_s - now())
+                frame = slot.wait_newer(last_seq or 0, max(0.0, wait), dash._stop)
+                if config_version != dash._config_version:  # settings changed at run time
+                    config_version = dash._config_version
+                    ctrl = dash._controller(fixed_q, want_adaptive)
+                    max_fps = dash.max_fps if fps_arg is None else fps_arg
                 if frame is None:
-                    continue
-                if last_seq is not None and frame.seq > last_seq + 1:
+                    # Nothing new: repeat the last frame every resend_s. Browsers only show a
+                    # part once the next one starts, and a dead client is noticed this way.
+                    if (last_seq is None or last_sent is None or slot.frame is None
+                            or now() - last_sent < dash.resend_s):
+                        continue
+                    frame = slot.frame
+                    client.frames_resent += 1
+                elif last_seq is not None and frame.seq > last_seq + 1:
                     client.frames_dropped += frame.seq - last_seq - 1
                 last_seq = frame.seq
+                last_sent = now()
                 data = frame.jpeg(ctrl.quality)
+                client.quality = ctrl.quality  # quality of the last frame sent
                 head = (
-                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                    f"Content-Length: {len(data)}\r\nX-Frame-Seq: {frame.seq}\r\n"
+                    f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n"
+                    f"X-Frame-Seq: {frame.seq}\r\n"
                     + (f"X-Timestamp: {frame.stamp:.6f}\r\n" if frame.stamp is not None else "")
                     + "\r\n"
                 ).encode()
                 t0 = time.perf_counter()
-                self.wfile.write(head + data + b"\r\n")
+                self.wfile.write(head + data + tail)
                 send_ms = (time.perf_counter() - t0) * 1e3
                 client.frames_sent += 1
-                client.bytes_sent += len(head) + len(data) + 2
+                client.bytes_sent += len(head) + len(data) + len(tail)
                 client.last_send_ms = send_ms
-                client.quality = ctrl.update(send_ms)
+                ctrl.update(send_ms)
                 client.ema_send_ms = ctrl.ema_send_ms or 0.0
                 if max_fps > 0:
                     next_allowed = max(next_allowed + 1.0 / max_fps, time.monotonic())
@@ -236,8 +252,8 @@ def _int_arg(query: dict[str, list[str]], key: str, default: int | None, lo: int
     return v
 
 
-def _float_arg(query: dict[str, list[str]], key: str, default: float, lo: float,
-               hi: float) -> float:
+def _float_arg(query: dict[str, list[str]], key: str, default: float | None, lo: float,
+               hi: float) -> float | None:
     if key not in query:
         return default
     raw = query[key][-1]
@@ -258,6 +274,8 @@ class DashboardServer:
     ``jpeg_quality``: default (and, with ``adaptive``, maximum) JPEG quality per client;
     ``adaptive``: lower a client's quality while its smoothed send time exceeds
     ``adaptive_target_ms`` (never below ``min_quality``). ``max_fps`` > 0 caps frames per client.
+    ``resend_s``: an idle stream repeats its last frame this often (browsers need the next part
+    to show one; also detects dead clients).
     """
 
     def __init__(
@@ -272,6 +290,7 @@ class DashboardServer:
         max_fps: float = 0.0,
         max_clients: int = 32,
         send_timeout_s: float = 20.0,
+        resend_s: float = 1.0,
         history_len: int = 300,
         streams: Iterable[str] = ("cam", "bev"),
     ) -> None:
@@ -281,9 +300,10 @@ class DashboardServer:
             raise ValueError(f"min_quality must be 1..100, got {min_quality}")
         if not 0 <= int(port) <= 65535:
             raise ValueError(f"port must be 0..65535, got {port}")
-        if max_clients < 1 or send_timeout_s <= 0 or adaptive_target_ms <= 0 or max_fps < 0:
+        if (max_clients < 1 or send_timeout_s <= 0 or adaptive_target_ms <= 0 or max_fps < 0
+                or resend_s <= 0):
             raise ValueError("max_clients >= 1, send_timeout_s > 0, adaptive_target_ms > 0, "
-                             "max_fps >= 0 required")
+                             "max_fps >= 0, resend_s > 0 required")
         self.host = host
         self.port = int(port)
         self.jpeg_quality = int(jpeg_quality)
@@ -293,10 +313,12 @@ class DashboardServer:
         self.max_fps = float(max_fps)
         self.max_clients = int(max_clients)
         self.send_timeout_s = float(send_timeout_s)
+        self.resend_s = float(resend_s)
         self.hub = StreamHub()
         self.state = DashboardState(history_len)
         self._stop = threading.Event()
         self._ids = itertools.count(1)
+        self._config_version = 0
         self._clients_lock = threading.Lock()
         self._active_clients = 0
         self._connections: set[socket.socket] = set()
@@ -410,7 +432,49 @@ class DashboardServer:
         """Merge key/values shown in the dashboard's info table."""
         self.state.update_info(info)
 
+    def configure(self, *, jpeg_quality: int | None = None, adaptive: bool | None = None,
+                  min_quality: int | None = None, adaptive_target_ms: float | None = None,
+                  max_fps: float | None = None) -> None:
+        """Change streaming settings at run time; connected clients pick them up with their
+        next frame (clients that fixed ``quality`` in the URL keep it)."""
+        q = self.jpeg_quality if jpeg_quality is None else int(jpeg_quality)
+        mq = self.min_quality if min_quality is None else int(min_quality)
+        if not 1 <= q <= 100 or not 1 <= mq <= 100:
+            raise ValueError(f"qualities must be 1..100, got {q} and {mq}")
+        if adaptive_target_ms is not None and adaptive_target_ms <= 0:
+            raise ValueError("adaptive_target_ms must be > 0")
+        if max_fps is not None and max_fps < 0:
+            raise ValueError("max_fps must be >= 0")
+        self.jpeg_quality = q
+        self.min_quality = min(mq, q)
+        if adaptive is not None:
+            self.adaptive = bool(adaptive)
+        if adaptive_target_ms is not None:
+            self.adaptive_target_ms = float(adaptive_target_ms)
+        if max_fps is not None:
+            self.max_fps = float(max_fps)
+        self._config_version += 1
+
+    def _controller(self, fixed_q: int | None, want_adaptive: int | None) -> AdaptiveQuality:
+        """Quality controller of a new client (or after :meth:`configure`)."""
+        if fixed_q is not None:
+            return AdaptiveQuality(quality=fixed_q, min_quality=fixed_q, max_quality=fixed_q,
+                                   target_send_ms=self.adaptive_target_ms, enabled=False, step=1)
+        adaptive = self.adaptive if want_adaptive is None else bool(want_adaptive)
+        return AdaptiveQuality(
+            quality=self.jpeg_quality, min_quality=self.min_quality,
+            max_quality=self.jpeg_quality, target_send_ms=self.adaptive_target_ms,
+            enabled=adaptive, step=5 if adaptive else 1,
+        )
+
     # ---- queries -------------------------------------------------------------------------------
+    def wanted(self, name: str, within_s: float = 5.0) -> bool:
+        """Whether ``/name`` has clients or its snapshot was fetched within ``within_s``."""
+        slot = self.hub.get(name)
+        if slot is None:
+            return False
+        return bool(slot.clients) or time.monotonic() - slot.last_request_mono < within_s
+
     def has_clients(self, name: str) -> bool:
         """Whether anyone is watching ``/name`` now (lets producers skip rendering)."""
         slot = self.hub.get(name)

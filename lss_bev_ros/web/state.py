@@ -82,6 +82,7 @@ class ClientStats:
     connected_mono: float = field(default_factory=time.monotonic)
     frames_sent: int = 0
     frames_dropped: int = 0  # frames published while this client was busy (never sent to it)
+    frames_resent: int = 0  # repeats of an unchanged frame (idle stream keep-alive)
     bytes_sent: int = 0
     quality: int = 0
     last_send_ms: float = 0.0
@@ -95,6 +96,7 @@ class ClientStats:
             "connected_s": round(time.monotonic() - self.connected_mono, 2),
             "frames_sent": self.frames_sent,
             "frames_dropped": self.frames_dropped,
+            "frames_resent": self.frames_resent,
             "bytes_sent": self.bytes_sent,
             "quality": self.quality,
             "last_send_ms": round(self.last_send_ms, 3),
@@ -113,6 +115,7 @@ class StreamSlot:
         self.clients: dict[int, ClientStats] = {}
         self.closed_totals = {"frames_sent": 0, "frames_dropped": 0, "bytes_sent": 0}
         self.connections = 0
+        self.last_request_mono = -1e9  # last snapshot (.jpg) request
 
     def publish(
         self, rgb: np.ndarray | None = None, jpeg: bytes | None = None, stamp: float | None = None

@@ -46,6 +46,7 @@ IMPORT_TO_KEY = {
     "onnxruntime": "python3-onnxruntime-pip",
     "matplotlib": "python3-matplotlib",
     "PIL": "python3-pil",
+    "shapely": "python3-shapely",
 }
 # optional accelerators: imported lazily behind a clear BackendUnavailableError
 OPTIONAL = {"tensorrt", "torch2trt", "pycuda", "cuda", "onnxscript", "motmetrics", "mcap",

@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Per-stage latency of the LSS core on CPU, and reference vs precomputed voxel pooling.
+
+    python bench/lss_stages.py [--repeats 7] [--warmup 2] [--threads 2] [--small]
+
+1. Full model (6 cameras, 128 x 352, batch 1, eval, no_grad), stage by stage with
+   ``lss.timing.run_staged``: ``geometry``, ``camera_encoder``, ``voxel_pooling``,
+   ``bev_encoder``, ``total`` for both pooling modes (same weights):
+   * ``cumsum``: the reference path, geometry + sort + cumsum every frame;
+   * ``precomputed``: geometry and indices cached per calibration (``geometry`` is then only
+     the calibration check), per frame one ``index_add``.
+2. Pooling alone on the same geometry / features: reference ``cumsum_pool`` vs
+   ``FixedPooling`` (``index_add`` and ``gather_cumsum``), runs interleaved so machine load
+   hits all of them alike; speed ratio = cumsum median / precomputed median.
+
+Median and min of ``--repeats`` runs after ``--warmup`` runs (milliseconds). Random weights:
+timings do not depend on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from lss_bev_ros.lss.config import LSSConfig
+from lss_bev_ros.lss.geometry import nuscenes_like_rig
+from lss_bev_ros.lss.model import LiftSplatShoot
+from lss_bev_ros.lss.pooling import FixedPooling, cumsum_pool
+from lss_bev_ros.lss.preprocess import augmentation_matrices, sample_augmentation
+from lss_bev_ros.lss.timing import STAGES, StageTimer, run_staged
+
+
+def rig_inputs(cfg: LSSConfig) -> tuple[torch.Tensor, ...]:
+    """Random images + the nuScenes-like rig calibration with the eval augmentation."""
+    N = cfg.image.ncams
+    K, T = nuscenes_like_rig(N)
+    aug = sample_augmentation(cfg.image, train=False)
+    pr, pt = augmentation_matrices(aug.resize, aug.crop, aug.flip, aug.rotate)
+    H, W = cfg.image.final_dim
+    g = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(1, N, 3, H, W, generator=g),
+        T[None, :, :3, :3].float(),
+        T[None, :, :3, 3].float(),
+        K[None].float(),
+        pr.expand(1, N, 3, 3).contiguous(),
+        pt.expand(1, N, 3).contiguous(),
+    )
+
+
+def stats(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values), min(values)
+
+
+def bench_model(
+    cfg: LSSConfig, inputs: tuple[torch.Tensor, ...], warmup: int, repeats: int
+) -> dict[str, dict[str, list[float]]]:
+    """Stage times (ms lists) for both pooling modes, runs interleaved."""
+    torch.manual_seed(0)
+    models = {"cumsum": LiftSplatShoot(cfg.replace(pooling="cumsum")).eval()}
+    models["precomputed"] = LiftSplatShoot(cfg.replace(pooling="precomputed")).eval()
+    models["precomputed"].load_state_dict(models["cumsum"].state_dict())
+    timer = StageTimer()
+    out: dict[str, dict[str, list[float]]] = {
+        k: {s: [] for s in (*STAGES, "total")} for k in models
+    }
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            for name, model in models.items():
+                _, times = run_staged(model, inputs, timer)
+                if i >= warmup:
+                    for s, ms in times.items():
+                        out[name][s].append(ms)
+        a = models["cumsum"](*inputs)
+        b = models["precomputed"](*inputs)
+    err = (a - b).abs().max().item()
+    print(f"  outputs of the two modes: max |diff| = {err:.2e}")
+    return out
+
+
+def bench_pooling(
+    model: LiftSplatShoot, inputs: tuple[torch.Tensor, ...], warmup: int, repeats: int
+) -> dict[str, list[float]]:
+    imgs, *calib = inputs
+    with torch.no_grad():
+        geom = model.get_geometry(*calib)
+        feats = model.get_cam_feats(imgs)
+        t0 = time.perf_counter()
+        fixed = FixedPooling(geom, model.cfg.grid, method="index_add")
+        build_ms = (time.perf_counter() - t0) * 1e3
+        fixed_gc = FixedPooling(geom, model.cfg.grid, method="gather_cumsum")
+        grid = model.cfg.grid
+        ref = cumsum_pool(geom, feats, grid)
+        for f in (fixed, fixed_gc):
+            assert torch.allclose(f(feats), ref, atol=1e-3, rtol=1e-4), "pooling paths differ"
+    print(
+        f"  geometry {tuple(geom.shape)}, features {tuple(feats.shape)}, "
+        f"{fixed.num_points}/{geom[..., 0].numel()} points in the grid; "
+        f"index build (once per calibration): {build_ms:.1f} ms"
+    )
+    cases: dict[str, Callable[[], object]] = {
+        "cumsum_pool (reference, per frame)": lambda: cumsum_pool(geom, feats, grid),
+        "precomputed index_add": lambda: fixed(feats),
+        "precomputed index_add + .contiguous()": lambda: fixed(feats).contiguous(),
+        "precomputed gather_cumsum": lambda: fixed_gc(feats),
+    }
+    res: dict[str, list[float]] = {k: [] for k in cases}
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            for name, fn in cases.items():
+                t0 = time.perf_counter()
+                fn()
+                if i >= warmup:
+                    res[name].append((time.perf_counter() - t0) * 1e3)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs (median reported)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--pool-repeats", type=int, default=30, help="timed pooling runs")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("--small", action="store_true", help="LSSConfig.small() instead")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cfg = LSSConfig.small() if args.small else LSSConfig()
+    inputs = rig_inputs(cfg)
+    H, W = cfg.image.final_dim
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"LSS stage benchmark: torch {torch.__version__}, {platform.processor() or 'cpu'}, "
+        f"{args.threads} threads, load avg {load:.1f}"
+    )
+    print(
+        f"config: {cfg.image.ncams} cams x {H} x {W}, D={cfg.depth_bins}, "
+        f"BEV {cfg.grid.bev_shape}, batch 1, eval, no_grad; "
+        f"{args.warmup} warm-up + {args.repeats} runs\n"
+    )
+
+    print("[1] full model, per stage (ms)")
+    res = bench_model(cfg, inputs, args.warmup, args.repeats)
+    print(f"  {'stage':<16}" + "".join(f"{m + ' median':>20}{'min':>9}" for m in res))
+    for s in (*STAGES, "total"):
+        row = f"  {s:<16}"
+        for m in res:
+            med, mn = stats(res[m][s])
+            row += f"{med:>20.1f}{mn:>9.1f}"
+        print(row)
+
+    print("\n[2] voxel pooling alone, same geometry and features (ms)")
+    torch.manual_seed(0)
+    model = LiftSplatShoot(cfg).eval()
+    pres = bench_pooling(model, inputs, 3, args.pool_repeats)
+    base_med, base_min = stats(pres["cumsum_pool (reference, per frame)"])
+    print(f"  {'method':<40}{'median':>10}{'min':>10}{'speed-up (median)':>20}")
+    for name, vals in pres.items():
+        med, mn = stats(vals)
+        print(f"  {name:<40}{med:>10.2f}{mn:>10.2f}{base_med / med:>19.1f}x")
+    med, mn = stats(pres["precomputed index_add"])
+    print(
+        f"\n  ratio cumsum / precomputed: {base_med / med:.1f}x (median), "
+        f"{base_min / mn:.1f}x (min)  [goal >= 10x]"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+"""Inference backends for the LSS model (no ROS): one interface, chosen by name.
+
+```python
+from lss_bev_ros.backends import create_backend
+backend = create_backend("onnxruntime", model, device="cpu", precision="fp32", cache_dir=None)
+backend.set_calibration(rots, trans, intrins, post_rots, post_trans)  # 1 x N x ... tensors
+logits, stage_ms = backend.infer(imgs)  # 1 x N x 3 x H x W -> 1 x 1 x 200 x 200 (CPU), ms
+```
+
+* ``torch``: eager PyTorch; options ``channels_last``, ``jit`` (``freeze`` / ``optimize``).
+  fp32 and bf16 on CPU; fp32, fp16, bf16 on CUDA. Tested here (CPU).
+* ``torch_compile``: ``torch.compile`` of both encoders; option ``mode``. Tested here (CPU).
+* ``cuda_graphs``: the whole per-frame model captured in one CUDA graph; fp32 / fp16 / bf16.
+  CUDA only: **untested here** (no GPU on the development machines).
+* ``onnxruntime``: the exported static graph (``mode`` whole / stages) on the CPU, CUDA or
+  TensorRT execution providers; fp32 (fp16 through the TensorRT EP). Tested here: CPU EP only.
+* ``tensorrt``: a native TensorRT engine built from the whole-graph ONNX and cached; fp32 /
+  fp16 / int8. Tested here: the ONNX it consumes and the cache keys only (no TensorRT here).
+
+Stage names in ``stage_ms``: ``geometry`` (calibration -> indices, ~0 unless it changed), then
+``camera_encoder``, ``voxel_pooling``, ``bev_encoder`` for staged backends, or ``whole_model``
+for backends that run the per-frame model as one graph (``onnxruntime`` mode whole,
+``cuda_graphs``, ``tensorrt``). A backend whose runtime is missing raises
+:class:`BackendUnavailableError` naming what to install; there is never a silent fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import (
+    PRECISIONS,
+    STAGES,
+    WHOLE_MODEL_STAGE,
+    BackendOptionError,
+    BackendUnavailableError,
+    LSSBackend,
+)
+
+BACKEND_NAMES: tuple[str, ...] = (
+    "torch",
+    "torch_compile",
+    "onnxruntime",
+    "tensorrt",
+    "cuda_graphs",
+)
+
+
+def _backend_class(name: str) -> type[LSSBackend]:
+    if name in ("torch", "torch_compile", "cuda_graphs"):
+        from .torch_backends import CudaGraphsBackend, TorchBackend, TorchCompileBackend
+
+        return {"torch": TorchBackend, "torch_compile": TorchCompileBackend,
+                "cuda_graphs": CudaGraphsBackend}[name]
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend
+    if name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend
+    raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES)}")
+
+
+def create_backend(
+    name: str,
+    model: nn.Module,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    cache_dir: Any = None,
+    **options: Any,
+) -> LSSBackend:
+    """Build backend ``name`` for ``model`` (a ``LiftSplatShoot``); see the module table.
+
+    ``cache_dir`` holds exported ONNX files and TensorRT engines (None: ONNX in memory, engines
+    in ``~/.cache/lss_bev_ros/engines``). Raises :class:`BackendUnavailableError` when the
+    runtime is missing and :class:`BackendOptionError` for unsupported combinations.
+    """
+    cls = _backend_class(str(name))
+    try:
+        return cls(model, device=device, precision=precision, cache_dir=cache_dir, **options)
+    except TypeError as exc:  # unknown option name: say which backend rejected it
+        if "unexpected keyword" in str(exc):
+            raise BackendOptionError(f"{name} backend: {exc}") from exc
+        raise
+
+
+def backend_availability(device: str = "cpu") -> dict[str, str | None]:
+    """``{name: None if it can run on device here, else the reason}`` (cheap: no model)."""
+    out: dict[str, str | None] = {}
+    cuda = torch.cuda.is_available()
+    for name in BACKEND_NAMES:
+        reason: str | None = None
+        if name in ("cuda_graphs", "tensorrt") and (device != "cuda" or not cuda):
+            reason = f"{name} needs an NVIDIA GPU (device='cuda')"
+        if name == "tensorrt" and reason is None:
+            try:
+                import tensorrt  # noqa: F401
+            except ImportError:
+                from .tensorrt_backend import TRT_INSTALL_HINT
+
+                reason = TRT_INSTALL_HINT
+        if name == "onnxruntime":
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                reason = "pip install onnxruntime (onnxruntime-gpu for CUDA)"
+            else:
+                providers = ort.get_available_providers()
+                if device == "cuda" and "CUDAExecutionProvider" not in providers:
+                    reason = "onnxruntime has no CUDAExecutionProvider: pip install onnxruntime-gpu"
+        if device == "cuda" and not cuda and reason is None:
+            reason = "torch.cuda.is_available() is False"
+        out[name] = reason
+    return out
+
+
+__all__ = [
+    "BACKEND_NAMES",
+    "PRECISIONS",
+    "STAGES",
+    "WHOLE_MODEL_STAGE",
+    "BackendOptionError",
+    "BackendUnavailableError",
+    "LSSBackend",
+    "backend_availability",
+    "create_backend",
+]

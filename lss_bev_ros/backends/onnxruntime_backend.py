@@ -1,0 +1,252 @@
+"""onnxruntime backend: the exported static graph(s) on CPU, CUDA or TensorRT execution providers.
+
+``mode="whole"`` (default) runs one graph: camera encoder + precomputed pooling + BEV encoder,
+with the pooling indices fed as inputs (recomputed only when the calibration changes).
+``mode="stages"`` runs the camera- and BEV-encoder graphs and pools in torch between them (the
+streaming demo's split; per-stage timings).
+
+Providers: ``device="cpu"`` -> ``CPUExecutionProvider``; ``device="cuda"`` ->
+``CUDAExecutionProvider`` (needs ``pip install onnxruntime-gpu``); ``providers=[...]`` picks
+explicitly, e.g. ``["TensorrtExecutionProvider", "CUDAExecutionProvider"]`` (fp16 via
+``precision="fp16"``, engine cache in ``cache_dir``). Only the CPU provider is exercised on the
+development machines; the CUDA / TensorRT provider paths follow the onnxruntime documentation
+(io binding of CUDA torch tensors) and are untested here.
+
+Exported files are cached in ``cache_dir`` (when given) under a name keyed by the model hash,
+graph, pooling op, opset and image size, so a restart skips the export (~5-10 s on CPU).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lss_bev_ros.lss.pooling import FixedPooling
+
+from .base import (
+    WHOLE_MODEL_STAGE,
+    BackendOptionError,
+    BackendUnavailableError,
+    Calibration,
+    LSSBackend,
+    Stopwatch,
+    to_cpu_float,
+)
+from .engine_cache import _atomic_write, model_hash
+from .onnx_export import DEFAULT_OPSET, export_graph
+from .static_graph import POOLING_INPUTS, POOLING_OPS, pooling_indices
+
+MODES: tuple[str, ...] = ("whole", "stages")
+OPT_LEVELS: tuple[str, ...] = ("disabled", "basic", "extended", "all")
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - installed in this project's environment
+        raise BackendUnavailableError(
+            "onnxruntime backend needs the onnxruntime package (pip install onnxruntime; "
+            "for NVIDIA GPUs pip install onnxruntime-gpu)"
+        ) from exc
+    return ort
+
+
+def dummy_geometry(model: nn.Module, num_cams: int) -> Tensor:
+    """A valid ``1 x N x D x fH x fW x 3`` geometry (all points at the ego origin) used only to
+    give the exporter example index tensors; the graph does not depend on their values."""
+    fH, fW = model.cfg.feature_size
+    return torch.zeros(1, num_cams, model.cfg.grid.num_depth_bins, fH, fW, 3)
+
+
+def cached_onnx(
+    model: nn.Module,
+    graph: str,
+    cache_dir: str | Path | None,
+    pooling_op: str = "gather_cumsum",
+    opset: int = DEFAULT_OPSET,
+    log: Any = None,
+) -> bytes | Path:
+    """Export ``graph`` (see :mod:`.onnx_export`) or reuse the cached file; returns the path
+    (with ``cache_dir``) or the serialized bytes (without)."""
+    cpu_model = model if next(model.parameters()).device.type == "cpu" else None
+    if cpu_model is None:
+        raise BackendOptionError("export needs the model on the CPU")
+    geom = dummy_geometry(model, model.cfg.image.ncams) if graph == "whole" else None
+    if cache_dir is None:
+        return export_graph(model, graph, geom=geom, pooling_op=pooling_op, opset=opset)
+    H, W = model.cfg.image.final_dim
+    mh = model_hash(model.state_dict(), model.cfg.to_dict())[:16]
+    op = pooling_op if graph == "whole" else "na"
+    path = Path(cache_dir).expanduser() / f"lss_{graph}_{mh}_{op}_opset{opset}_{H}x{W}.onnx"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    if log is not None:
+        log(f"exporting the {graph} ONNX graph (opset {opset}) to {path}")
+    data = export_graph(model, graph, geom=geom, pooling_op=pooling_op, opset=opset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, data)
+    return path
+
+
+class OnnxRuntimeBackend(LSSBackend):
+    """onnxruntime on the exported static graph(s)."""
+
+    kind = "onnxruntime"
+    cpu_precisions = ("fp32",)
+    cuda_precisions = ("fp32", "fp16")
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        cache_dir: Any = None,
+        mode: str = "whole",
+        pooling_op: str = "gather_cumsum",
+        opset: int = DEFAULT_OPSET,
+        providers: list[str] | None = None,
+        threads: int = 0,
+        graph_optimization: str = "all",
+        logger: Any = None,
+    ) -> None:
+        ort = import_onnxruntime()
+        super().__init__(model, device, precision, cache_dir, logger)
+        if mode not in MODES:
+            raise BackendOptionError(f"mode must be one of {MODES}, got {mode!r}")
+        if pooling_op not in POOLING_OPS:
+            raise BackendOptionError(f"pooling_op must be one of {POOLING_OPS}")
+        if graph_optimization not in OPT_LEVELS:
+            raise BackendOptionError(f"graph_optimization must be one of {OPT_LEVELS}")
+        self.mode, self.pooling_op, self.opset = mode, pooling_op, int(opset)
+        self.providers = self._pick_providers(ort, providers)
+        if precision == "fp16" and self.providers[0] != "TensorrtExecutionProvider":
+            raise BackendOptionError(
+                "onnxruntime runs the fp32 graph; fp16 needs providers="
+                "['TensorrtExecutionProvider', ...] (or use the tensorrt backend)"
+            )
+        so = ort.SessionOptions()
+        so.graph_optimization_level = {
+            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[graph_optimization]
+        so.intra_op_num_threads = int(threads) if threads else torch.get_num_threads()
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.threads = so.intra_op_num_threads
+        self.graph_optimization = graph_optimization
+        provider_options = [self._provider_options(p) for p in self.providers]
+        self.model.to("cpu")  # export runs on the CPU; sessions own their copy of the weights
+        graphs = ("whole",) if mode == "whole" else ("camera_encoder", "bev_encoder")
+        self.sessions: dict[str, Any] = {}
+        for g in graphs:
+            src = cached_onnx(self.model, g, cache_dir, pooling_op, self.opset, self.log)
+            self.sessions[g] = ort.InferenceSession(
+                str(src) if isinstance(src, Path) else src, so, providers=self.providers,
+                provider_options=provider_options,
+            )
+        self._index: dict[str, np.ndarray] = {}
+        self._index_dev: dict[str, Tensor] = {}
+        self._pooling: FixedPooling | None = None
+
+    @property
+    def name(self) -> str:
+        extra = ""
+        if self.mode == "stages":
+            extra += ", stages"
+        elif self.pooling_op != "gather_cumsum":
+            extra += f", {self.pooling_op}"
+        if self.precision != "fp32":
+            extra += f", {self.precision}"
+        return f"onnxruntime({self.providers[0]}{extra})"
+
+    def _pick_providers(self, ort: Any, providers: list[str] | None) -> list[str]:
+        available = ort.get_available_providers()
+        if providers:
+            wanted = list(providers)
+        elif self.device.type == "cuda":
+            wanted = ["CUDAExecutionProvider"]
+        else:
+            wanted = ["CPUExecutionProvider"]
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise BackendUnavailableError(
+                f"onnxruntime has no {', '.join(missing)} here (available: {available}); "
+                "GPU providers need pip install onnxruntime-gpu (TensorRT provider: also the "
+                "TensorRT libraries)"
+            )
+        gpu = any(p in ("CUDAExecutionProvider", "TensorrtExecutionProvider") for p in wanted)
+        if gpu and self.device.type != "cuda":
+            raise BackendOptionError("GPU execution providers need device='cuda'")
+        if "CPUExecutionProvider" not in wanted:
+            wanted.append("CPUExecutionProvider")
+        return wanted
+
+    def _provider_options(self, provider: str) -> dict[str, Any]:
+        if provider == "CUDAExecutionProvider":
+            return {"device_id": self.device.index or 0}
+        if provider == "TensorrtExecutionProvider":
+            opts: dict[str, Any] = {"device_id": self.device.index or 0,
+                                    "trt_fp16_enable": self.precision == "fp16"}
+            if self.cache_dir is not None:
+                opts.update(trt_engine_cache_enable=True,
+                            trt_engine_cache_path=str(Path(self.cache_dir).expanduser()))
+            return opts
+        return {}
+
+    def _prepare(self, geom: Tensor, calib: Calibration) -> None:
+        if self.mode == "whole":
+            idx = pooling_indices(geom, self.cfg, self.pooling_op)
+            self._index = {k: v.cpu().numpy() for k, v in idx.items()}
+            self._index_dev = {k: v.to(self.device) for k, v in idx.items()}
+        else:
+            self._pooling = FixedPooling(geom.cpu(), self.cfg.grid, method="index_add")
+
+    def _run(self, imgs: Tensor) -> tuple[Tensor, dict[str, float]]:
+        sw = Stopwatch(self.device)
+        if self.mode == "whole":
+            if self.device.type == "cuda":
+                feeds_dev = {"imgs": imgs.to(self.device, torch.float32).contiguous()}
+                feeds_dev.update(self._index_dev)
+                out = self._run_cuda(self.sessions["whole"], feeds_dev)
+            else:
+                feeds = {"imgs": _np32(imgs), **self._index}
+                out = torch.from_numpy(self.sessions["whole"].run(["logits"], feeds)[0])
+            sw.lap(WHOLE_MODEL_STAGE)
+            return out, sw.stages
+        assert self._pooling is not None
+        feats = self.sessions["camera_encoder"].run(["feats"], {"imgs": _np32(imgs)})[0]
+        sw.lap("camera_encoder")
+        bev = self._pooling(torch.from_numpy(feats))
+        sw.lap("voxel_pooling")
+        logits = self.sessions["bev_encoder"].run(["logits"], {"bev": bev.numpy()})[0]
+        sw.lap("bev_encoder")
+        return torch.from_numpy(logits), sw.stages
+
+    def _run_cuda(self, session: Any, feeds: dict[str, Tensor]) -> Tensor:
+        """Zero-copy io binding of CUDA torch tensors (untested on the CPU-only dev machines)."""
+        X, Y = self.cfg.grid.bev_shape
+        out = torch.empty(1, self.cfg.out_channels, X, Y, device=self.device)
+        binding = session.io_binding()
+        idx = self.device.index or 0
+        for name, t in feeds.items():
+            elem = np.float32 if t.is_floating_point() else np.int64
+            binding.bind_input(name, "cuda", idx, elem, list(t.shape), t.data_ptr())
+        binding.bind_output("logits", "cuda", idx, np.float32, list(out.shape), out.data_ptr())
+        torch.cuda.synchronize(self.device)
+        session.run_with_iobinding(binding)
+        return to_cpu_float(out)
+
+    def close(self) -> None:
+        self.sessions.clear()
+
+
+def _np32(imgs: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(imgs.detach().to("cpu", torch.float32).numpy())
+
+
+__all__ = ["POOLING_INPUTS", "OnnxRuntimeBackend", "cached_onnx", "import_onnxruntime"]

@@ -1,0 +1,452 @@
+"""Train Lift-Splat-Shoot vehicle segmentation on a nuScenes-schema dataset (`lss-bev-train`).
+
+Reference recipe (nv-tlabs/lift-splat-shoot `src/train.py`): Adam (lr 1e-3, weight decay 1e-7),
+`BCEWithLogitsLoss(pos_weight=2.13)`, gradient clipping at 5, validation IoU at threshold 0.5 of
+the sigmoid. Checkpoints (`lss.checkpoint` format, loadable with `weights_only=True`):
+
+    <out>/last.pt   model + optimizer + step (for --resume), written every validation and at exit
+    <out>/best.pt   the model with the best validation IoU so far
+
+Scenes: synthetic datasets (`synth-*` scenes) are split with
+`data.synthetic.split_scene_names` (last `--val-scenes` held out); real nuScenes uses the devkit
+splits (`mini_train` / `mini_val` for v1.0-mini, `train` / `val` otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from lss_bev_ros.eval.metrics import Confusion, RunningMetrics
+from lss_bev_ros.lss.checkpoint import load_checkpoint, save_checkpoint
+from lss_bev_ros.lss.config import ImageConfig, LSSConfig
+from lss_bev_ros.lss.model import LiftSplatShoot
+
+log = logging.getLogger("lss_bev_ros.train")
+
+POS_WEIGHT = 2.13  # reference SimpleLoss pos_weight
+REFERENCE_FINAL_W = 352  # the reference resize_lim (0.193, 0.225) belongs to a 352 px width
+REFERENCE_RESIZE_LIM = (0.193, 0.225)
+
+
+def consistent_resize_lim(cfg: LSSConfig) -> LSSConfig:
+    """`cfg` with `image.resize_lim` scaled to its `final_dim` if it does not fit.
+
+    The reference training range (0.193, 0.225) is meant for 352 px wide crops of 1600 px images
+    (eval resize 0.22). A smaller `final_dim` with the same range would train on zoomed-in
+    centre crops but evaluate on whole images; scale the range by the eval resize instead.
+    """
+    img = cfg.image
+    H, W = img.src_size
+    fH, fW = img.final_dim
+    eval_resize = max(fH / H, fW / W)
+    lo, hi = img.resize_lim
+    if lo <= eval_resize * 1.05 and eval_resize <= hi * 1.05:
+        return cfg
+    ref_eval = REFERENCE_FINAL_W / 1600.0
+    lim = (
+        REFERENCE_RESIZE_LIM[0] / ref_eval * eval_resize,
+        REFERENCE_RESIZE_LIM[1] / ref_eval * eval_resize,
+    )
+    new_img = ImageConfig(**{**_image_kwargs(img), "resize_lim": lim})
+    return cfg.replace(image=new_img)
+
+
+def _image_kwargs(img: ImageConfig) -> dict[str, Any]:
+    return {k: getattr(img, k) for k in img.__dataclass_fields__}
+
+
+def model_config(name: str) -> LSSConfig:
+    """`small` (CPU-trainable) or `full` (reference) config, augmentation range made consistent."""
+    if name == "small":
+        return consistent_resize_lim(LSSConfig.small())
+    if name == "full":
+        return consistent_resize_lim(LSSConfig.default())
+    raise ValueError(f"unknown config {name!r} (small | full)")
+
+
+@dataclass
+class TrainOptions:
+    """Options of `train` (the CLI flags)."""
+
+    dataroot: str
+    out_dir: str
+    version: str = "v1.0-mini"
+    config: str = "small"
+    epochs: int = 1
+    max_steps: int | None = None  # stop after this many optimizer steps (over all epochs)
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-7
+    grad_clip: float = 5.0
+    pos_weight: float = POS_WEIGHT
+    resume: str | None = None
+    val_every: int = 0  # steps between validations; 0 = at the end of every epoch
+    seed: int = 0
+    val_scenes: int = 2  # synthetic datasets: how many trailing scenes are held out
+    train_scene_names: list[str] | None = None
+    val_scene_names: list[str] | None = None
+    max_val_samples: int | None = None
+    num_workers: int = 0
+    threads: int | None = None  # torch.set_num_threads
+    log_every: int = 10
+    progress: bool = True
+    time_limit_s: float | None = None  # stop (and save) after this much wall time
+
+
+@dataclass
+class TrainResult:
+    """What `train` did."""
+
+    steps: int
+    epochs_done: int
+    seconds: float
+    losses: list[float]  # per optimizer step
+    val_history: list[dict[str, float]]  # {"step", "iou", "loss"} per validation
+    best_iou: float
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    cfg: LSSConfig
+    train_scenes: list[str] = field(default_factory=list)
+    val_scenes: list[str] = field(default_factory=list)
+
+
+def default_splits(nusc: Any, version: str, n_val: int = 2) -> tuple[list[str], list[str]]:
+    """(train, val) scene names: synthetic → held-out trailing scenes; real → devkit splits."""
+    from lss_bev_ros.data.synthetic import is_synthetic_scene, split_scene_names
+
+    names = [s["name"] for s in nusc.scene]
+    if names and all(is_synthetic_scene(n) for n in names):
+        train, val = split_scene_names(len(names), n_val)
+        return train, val
+    from nuscenes.utils.splits import create_splits_scenes
+
+    splits = create_splits_scenes()
+    key_train, key_val = ("mini_train", "mini_val") if "mini" in version else ("train", "val")
+    have = set(names)
+    return [n for n in splits[key_train] if n in have], [n for n in splits[key_val] if n in have]
+
+
+def bce_loss(pos_weight: float = POS_WEIGHT) -> nn.Module:
+    """The reference `SimpleLoss`: BCE with logits, positive class weighted."""
+    return nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight]))
+
+
+def _forward(model: nn.Module, batch: Sequence[Tensor], device: torch.device) -> Tensor:
+    imgs, rots, trans, intrins, post_rots, post_trans = (t.to(device) for t in batch[:6])
+    return model(imgs, rots, trans, intrins, post_rots, post_trans)
+
+
+@dataclass
+class EvalResult:
+    """Validation result: pooled IoU (reference `get_val_info`), mean loss, per-frame metrics."""
+
+    iou: float
+    loss: float
+    metrics: RunningMetrics
+    n_samples: int
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 2,
+    threshold: float = 0.5,
+    max_samples: int | None = None,
+    pos_weight: float = POS_WEIGHT,
+    transform: Callable[[list[Tensor]], list[Tensor]] | None = None,
+) -> EvalResult:
+    """Run `model` over `dataset` (items as `LSSDataset`); IoU of `sigmoid > threshold`.
+
+    `transform` may modify each batch (list of the 7 tensors) before the forward pass, e.g. to
+    corrupt the extrinsics. The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    idx = list(range(n))
+    loss_fn = bce_loss(pos_weight).to(device)
+    metrics = RunningMetrics()
+    total_loss = 0.0
+    logit_thr = math.log(threshold / (1 - threshold))
+    for start in range(0, n, batch_size):
+        items = [dataset[i] for i in idx[start : start + batch_size]]
+        batch = [torch.stack([it[k] for it in items]) for k in range(7)]
+        if transform is not None:
+            batch = transform(batch)
+        out = _forward(model, batch, device)
+        target = batch[6].to(device)
+        total_loss += loss_fn(out, target).item() * len(items)
+        pred = (out > logit_thr).cpu().numpy()
+        tgt = target.cpu().numpy() > 0.5
+        for b in range(len(items)):
+            metrics.update(Confusion.from_masks(pred[b], tgt[b]))
+    model.train(was_training)
+    return EvalResult(metrics.pooled_iou, total_loss / max(n, 1), metrics, n)
+
+
+def evaluate_iou(model: nn.Module, dataset: Dataset, **kwargs: Any) -> float:
+    """Pooled vehicle IoU of `model` over `dataset` (see `evaluate`)."""
+    return evaluate(model, dataset, **kwargs).iou
+
+
+def _save(
+    path: Path,
+    model: LiftSplatShoot,
+    cfg: LSSConfig,
+    opt: torch.optim.Optimizer | None,
+    step: int,
+    epoch: int,
+    best_iou: float,
+    opts: TrainOptions,
+) -> Path:
+    extra: dict[str, Any] = {
+        "step": step,
+        "epoch": epoch,
+        "best_iou": best_iou if math.isfinite(best_iou) else -1.0,
+        "train_options": {
+            k: v for k, v in asdict(opts).items() if isinstance(v, (str, int, float, bool))
+        },
+    }
+    if opt is not None:
+        extra["optimizer"] = opt.state_dict()
+    return save_checkpoint(path, model, cfg, extra)
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    if info is not None and hasattr(info.dataset, "reseed"):
+        info.dataset.reseed(worker_id + 1)
+
+
+def train(opts: TrainOptions, cfg: LSSConfig | None = None, nusc: Any = None) -> TrainResult:
+    """Train (or resume) LSS; returns losses, validation history and checkpoint paths.
+
+    `cfg` overrides `opts.config`; `nusc` reuses a loaded `NuScenes` object.
+    """
+    from lss_bev_ros.data.dataset import LSSDataset
+
+    t_start = time.perf_counter()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    if nusc is None:
+        from nuscenes.nuscenes import NuScenes
+
+        nusc = NuScenes(version=opts.version, dataroot=opts.dataroot, verbose=False)
+    train_names, val_names = default_splits(nusc, opts.version, opts.val_scenes)
+    if opts.train_scene_names is not None:
+        train_names = list(opts.train_scene_names)
+    if opts.val_scene_names is not None:
+        val_names = list(opts.val_scene_names)
+
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start_step, start_epoch, best_iou = 0, 0, -math.inf
+    opt_state = None
+    if opts.resume:
+        model, cfg_loaded, extra = load_checkpoint(opts.resume, cfg=cfg)
+        cfg = cfg_loaded
+        start_step = int(extra.get("step", 0))
+        start_epoch = int(extra.get("epoch", 0))
+        best_iou = float(extra.get("best_iou", -math.inf))
+        opt_state = extra.get("optimizer")
+        log.info("resumed %s at step %d (epoch %d)", opts.resume, start_step, start_epoch)
+    else:
+        cfg = cfg if cfg is not None else model_config(opts.config)
+        model = LiftSplatShoot(cfg)
+    device = torch.device("cpu")
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+        for g in opt.param_groups:
+            g["lr"] = opts.lr
+    loss_fn = bce_loss(opts.pos_weight).to(device)
+
+    train_ds = LSSDataset(nusc, train_names, cfg, is_train=True, seed=opts.seed + start_step)
+    val_ds = LSSDataset(nusc, val_names, cfg, is_train=False) if val_names else None
+    gen = torch.Generator().manual_seed(opts.seed + start_step)
+    loader = DataLoader(
+        train_ds,
+        batch_size=opts.batch_size,
+        shuffle=True,
+        drop_last=len(train_ds) > opts.batch_size,
+        num_workers=opts.num_workers,
+        generator=gen,
+        worker_init_fn=_seed_worker,
+    )
+    log.info(
+        "training on %d samples (%d scenes), validating on %d samples (%d scenes); out %s",
+        len(train_ds),
+        len(train_names),
+        len(val_ds) if val_ds else 0,
+        len(val_names),
+        out_dir,
+    )
+    steps_per_epoch = max(len(loader), 1)
+    total = opts.epochs * steps_per_epoch
+    if opts.max_steps is not None:
+        total = min(total, opts.max_steps)
+    from tqdm import tqdm
+
+    pbar = tqdm(
+        total=total,
+        initial=min(start_step, total),
+        desc="train",
+        unit="step",
+        disable=not opts.progress,
+    )
+    losses: list[float] = []
+    history: list[dict[str, float]] = []
+    step, epoch = start_step, start_epoch
+    best_path: Path | None = out_dir / "best.pt" if (out_dir / "best.pt").exists() else None
+    last_path = out_dir / "last.pt"
+
+    def validate() -> None:
+        nonlocal best_iou, best_path
+        if val_ds is None:
+            return
+        res = evaluate(
+            model,
+            val_ds,
+            batch_size=max(1, opts.batch_size),
+            max_samples=opts.max_val_samples,
+            pos_weight=opts.pos_weight,
+        )
+        history.append({"step": float(step), "iou": res.iou, "loss": res.loss})
+        log.info("step %d  val_iou %.4f  val_loss %.4f", step, res.iou, res.loss)
+        if math.isfinite(res.iou) and res.iou > best_iou:
+            best_iou = res.iou
+            best_path = _save(out_dir / "best.pt", model, cfg, None, step, epoch, best_iou, opts)
+        _save(last_path, model, cfg, opt, step, epoch, best_iou, opts)
+
+    stop = step >= total
+    with pbar:
+        while epoch < opts.epochs and not stop:
+            for batch in loader:
+                out = _forward(model, batch, device)
+                loss = loss_fn(out, batch[6].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+                opt.step()
+                step += 1
+                loss_v = loss.item()
+                losses.append(loss_v)
+                pbar.update(1)
+                pbar.set_postfix(loss=f"{loss_v:.4f}")
+                if opts.log_every and step % opts.log_every == 0:
+                    log.info("step %d  epoch %d  loss %.4f", step, epoch, loss_v)
+                if opts.val_every and step % opts.val_every == 0:
+                    validate()
+                if step >= total:
+                    stop = True
+                elif opts.time_limit_s and time.perf_counter() - t_start > opts.time_limit_s:
+                    log.info("time limit reached at step %d", step)
+                    stop = True
+                if stop:
+                    break
+            else:
+                epoch += 1
+                if not opts.val_every:
+                    validate()
+    if not history or history[-1]["step"] != step:
+        validate()
+    _save(last_path, model, cfg, opt, step, epoch, best_iou, opts)
+    return TrainResult(
+        steps=step,
+        epochs_done=epoch,
+        seconds=time.perf_counter() - t_start,
+        losses=losses,
+        val_history=history,
+        best_iou=best_iou,
+        last_checkpoint=last_path,
+        best_checkpoint=best_path,
+        cfg=cfg,
+        train_scenes=train_names,
+        val_scenes=val_names,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`lss-bev-train` entry point."""
+    p = argparse.ArgumentParser(
+        prog="lss-bev-train",
+        description="Train Lift-Splat-Shoot vehicle BEV segmentation on a nuScenes-schema "
+        "dataset (real or lss-bev-synth).",
+    )
+    p.add_argument("--dataroot", required=True, help="nuScenes root (holds <version>/ tables)")
+    p.add_argument("--version", default="v1.0-mini")
+    p.add_argument("--out", required=True, help="output folder for last.pt / best.pt")
+    p.add_argument("--config", choices=("small", "full"), default="small")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-7)
+    p.add_argument("--resume", default=None, help="checkpoint (last.pt) to continue from")
+    p.add_argument(
+        "--val-every",
+        type=int,
+        default=0,
+        help="validate every N steps (0: at the end of each epoch)",
+    )
+    p.add_argument(
+        "--val-scenes",
+        type=int,
+        default=2,
+        help="synthetic data: number of trailing scenes held out for validation",
+    )
+    p.add_argument("--max-val-samples", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    opts = TrainOptions(
+        dataroot=args.dataroot,
+        out_dir=args.out,
+        version=args.version,
+        config=args.config,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        resume=args.resume,
+        val_every=args.val_every,
+        seed=args.seed,
+        val_scenes=args.val_scenes,
+        max_val_samples=args.max_val_samples,
+        num_workers=args.workers,
+        threads=args.threads,
+        progress=not args.no_progress,
+        time_limit_s=args.time_limit,
+    )
+    res = train(opts)
+    print(
+        f"done: {res.steps} steps in {res.seconds:.0f} s, final loss "
+        f"{res.losses[-1] if res.losses else float('nan'):.4f}, best val IoU {res.best_iou:.4f}; "
+        f"checkpoints {res.last_checkpoint}"
+        + (f", {res.best_checkpoint}" if res.best_checkpoint else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

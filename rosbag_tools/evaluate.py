@@ -1,0 +1,653 @@
+"""``lss-bev-bag eval``: offline replay evaluation of the BEV pipeline over a bag (no DDS).
+
+The same code as the live nodes, fed from the bag instead of subscriptions, as fast as the model
+allows:
+
+* camera sets: :class:`lss_bev_ros.sync.StampSynchronizer` (bev_node's grouping and policy), with
+  ``now`` = bag receive time; CameraInfo updates the intrinsics as in bev_node;
+* BEV: :class:`lss_bev_ros.bev_processor.BevProcessor` with a backend from ``make_backend``;
+* the grid goes through the OccupancyGrid encoding (``probability_to_occupancy`` ->
+  ``occupancy_to_probability``) exactly as bev_node publishes and eval_node reads it;
+* reference + pairing + metrics: :class:`lss_bev_ros.eval.evaluator.BevEvaluator` fed like
+  eval_node (LiDAR points moved ``lidar_top -> base_link`` with the rig extrinsic, GT boxes from
+  the ``/gt/boxes`` MarkerArray).
+
+So the per-frame IoU / precision / recall equal the online eval_node's on the same bag; only the
+latencies differ (here: processing time of each frame; online: ROS time since the stamp).
+ROS-free: messages are decoded with the ``rosbags`` typestore.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from lss_bev_ros.calibration import (
+    CalibrationError,
+    CameraCalibration,
+    RigCalibration,
+    load_rig_yaml,
+)
+from lss_bev_ros.conversions import (
+    GridSpec,
+    ImageConversionError,
+    PointCloudError,
+    compressed_to_rgb,
+    image_to_rgb,
+    occupancy_to_probability,
+    pointcloud2_to_array,
+    probability_to_occupancy,
+)
+from lss_bev_ros.eval.evaluator import REGIONS, BevEvaluator, FrameResult
+from lss_bev_ros.eval.metrics import LatencyStats
+from lss_bev_ros.eval.reference import (
+    Box,
+    LidarFilter,
+    ReferenceKind,
+    boxes_from_markers,
+    build_reference,
+    transform_points,
+)
+from lss_bev_ros.sync import StampSynchronizer, SyncedSet
+from rosbag_tools.bagio import (
+    GT_BOXES_TOPIC,
+    LIDAR_TOPIC,
+    RIG_CUSTOM_KEY,
+    TYPESTORE,
+    BagToolError,
+    bag_custom_data,
+    iter_raw,
+    open_bag,
+    rig_path_for_bag,
+)
+
+MSG_IMAGE = "sensor_msgs/msg/Image"
+MSG_COMPRESSED = "sensor_msgs/msg/CompressedImage"
+
+
+def stamp_sec(header) -> float:
+    """Header stamp -> seconds, the same float formula as ``nodes.common.stamp_to_sec``."""
+    return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to run and how to evaluate (defaults = bev_node / eval_node defaults)."""
+
+    weights: Path | None = None  # None: untrained LSSConfig.small (plumbing only)
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    cache_dir: Path | None = None
+    rig: Path | None = None  # default: <bag>.rig.yaml, else the copy embedded in the bag
+    cameras: tuple[str, ...] | None = None  # default: the rig's cameras
+    input: str = "auto"  # "compressed" | "raw" | "auto" (compressed when the bag has it)
+    decode_reduction: int = 0  # JPEG DCT decode at 1/k (bev_node's parameter); 0: auto
+    reference: str = "lidar"
+    threshold: float = 0.5
+    stamp_tolerance_s: float = 0.1
+    region: str = "all"
+    z_min: float = 0.3
+    z_max: float = 3.0
+    min_points: int = 1
+    categories: tuple[str, ...] = ("vehicle.",)
+    sync_tolerance_s: float = 0.05
+    missing_timeout_s: float = 1.0
+    missing_camera_policy: str = "mask"
+    seed: int = 0
+    torch_threads: int = 0
+    warmup: bool = True  # one untimed blank frame first (as bev_node's ``warmup``)
+    max_frames: int | None = None
+    video: Path | None = None
+    video_fps: float = 0.0  # 0: the bag's camera rate
+    n_sample_images: int = 4
+    progress: bool = True
+    write_report: bool = True
+
+    def __post_init__(self) -> None:
+        ReferenceKind.parse(self.reference)
+        if self.region not in REGIONS:
+            raise BagToolError(f"region must be one of {REGIONS}, got {self.region!r}")
+        if self.missing_camera_policy not in ("mask", "wait"):
+            raise BagToolError("missing_camera_policy must be 'mask' or 'wait'")
+        if self.input not in ("auto", "compressed", "raw"):
+            raise BagToolError("input must be 'auto', 'compressed' or 'raw'")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise BagToolError("threshold must be in 0..1")
+        if self.decode_reduction not in (0, 1, 2, 4, 8):
+            raise BagToolError("decode_reduction must be 0 (auto), 1, 2, 4 or 8")
+
+
+@dataclass
+class FrameRecord:
+    """One evaluated grid (metrics from BevEvaluator, timing from this run)."""
+
+    index: int
+    stamp: float  # s (grid stamp = newest image stamp of the set)
+    reference_stamp: float
+    iou: float
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    latency_ms: float  # wall time decode -> grid of this frame
+    missing: str = ""  # cameras masked in this frame
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("index", "stamp", "reference_stamp", "iou",
+                                             "precision", "recall", "tp", "fp", "fn", "tn",
+                                             "latency_ms", "missing")}
+        out.update({f"ms_{k}": v for k, v in self.stage_ms.items()})
+        return out
+
+
+@dataclass
+class BevSample:
+    """A frame kept for the prediction-vs-reference pictures and the video."""
+
+    stamp: float
+    probability: np.ndarray
+    visible: np.ndarray
+    reference: np.ndarray | None
+    iou: float
+    images: dict[str, np.ndarray] | None = None
+
+
+@dataclass
+class EvalReport:
+    """Everything one evaluation run produced."""
+
+    bag: Path
+    out_dir: Path | None
+    frames: list[FrameRecord]
+    summary: dict[str, Any]
+    stage_stats: dict[str, dict[str, float]]
+    files: dict[str, Path] = field(default_factory=dict)
+    samples: list[BevSample] = field(default_factory=list)
+
+    def summary_text(self) -> str:
+        """Plain-text summary table (metrics + latency percentiles per stage)."""
+        from rosbag_tools.report import summary_table
+
+        return summary_table(self)
+
+
+FrameHook = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray, "np.ndarray | None",
+                      FrameResult], None]
+"""Called per evaluated frame: (camera images, probability X x Y, known X x Y, reference X x Y
+or None, metrics) - the video writer uses it."""
+
+
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode_reduction(cam: CameraCalibration, final_dim: tuple[int, int], requested: int) -> int:
+    """JPEG DCT decode factor for ``cam`` as bev_node picks it: ``requested`` (1, 2, 4, 8), or
+    for 0 the largest factor whose decoded image is still at least the model's resize target."""
+    if requested:
+        return int(requested)
+    fh, fw = final_dim
+    resize = max(fh / cam.height, fw / cam.width)
+    for f in (8, 4, 2):
+        if (math.ceil(cam.width / f) >= cam.width * resize
+                and math.ceil(cam.height / f) >= cam.height * resize):
+            return f
+    return 1
+
+
+def reduced_rig(rig: RigCalibration, factors: dict[str, int]) -> RigCalibration:
+    """Rig of the decoded images: sizes ``ceil(size / f)``, intrinsics scaled to match."""
+    for cam in rig.cameras:
+        f = factors.get(cam.name, 1)
+        if f > 1:
+            w, h = math.ceil(cam.width / f), math.ceil(cam.height / f)
+            k = cam.intrinsics.copy()
+            k[0] *= w / cam.width
+            k[1] *= h / cam.height
+            rig = rig.replace_camera(cam.with_intrinsics(k, w, h))
+    return rig
+
+
+def decode_compressed(msg, reduction: int = 1) -> np.ndarray:
+    """CompressedImage -> H x W x 3 RGB decoded at 1/``reduction`` (libjpeg DCT scaling)."""
+    if reduction == 1:
+        return compressed_to_rgb(msg)
+    raw = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    bgr = cv2.imdecode(raw, _REDUCED_FLAGS[reduction]) if raw.size else None
+    if bgr is None:
+        raise ImageConversionError(
+            f"could not decode compressed image (format {getattr(msg, 'format', '?')!r}, "
+            f"{raw.size} bytes): corrupt or truncated")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_model(opts: EvalOptions):
+    """(model, cfg) from ``opts.weights`` (``weights_only=True``) or an untrained small LSS."""
+    import torch
+
+    if opts.weights is not None:
+        p = Path(opts.weights)
+        if not p.is_file():
+            raise BagToolError(f"weights file not found: {p}")
+        from lss_bev_ros.lss.checkpoint import load_checkpoint
+
+        try:
+            model, cfg, _extra = load_checkpoint(p)
+        except Exception as exc:
+            raise BagToolError(f"cannot load checkpoint {p}: {exc}") from exc
+        return model, cfg
+    from lss_bev_ros.lss.config import LSSConfig
+    from lss_bev_ros.lss.model import LiftSplatShoot
+
+    torch.manual_seed(int(opts.seed))
+    cfg = LSSConfig.small()
+    return LiftSplatShoot(cfg), cfg
+
+
+def load_rig_for_bag(bag: Path, reader, explicit: Path | None) -> tuple[RigCalibration, str]:
+    """Rig calibration: explicit file, else ``<bag>.rig.yaml``, else embedded custom_data."""
+    try:
+        if explicit is not None:
+            return load_rig_yaml(explicit), str(explicit)
+        beside = rig_path_for_bag(bag)
+        if beside.is_file():
+            return load_rig_yaml(beside), str(beside)
+        emb = bag_custom_data(reader).get(RIG_CUSTOM_KEY)
+        if emb:
+            return RigCalibration.from_dict(yaml.safe_load(emb)), "embedded in bag metadata"
+    except CalibrationError as exc:
+        raise BagToolError(f"rig calibration: {exc}") from exc
+    raise BagToolError(
+        f"no rig calibration for {bag}: pass --rig, or put {beside.name} beside the bag "
+        "(lss-bev-bag convert writes it)"
+    )
+
+
+class ReplayEvaluator:
+    """The offline pipeline; :meth:`run` walks the bag once."""
+
+    def __init__(self, bag: str | Path, opts: EvalOptions,
+                 on_frame: FrameHook | None = None) -> None:
+        self.bag = Path(bag)
+        self.opts = opts
+        self.on_frame = on_frame
+        self.frames: list[FrameRecord] = []
+        self.samples: list[BevSample] = []
+        self.errors: dict[str, int] = {}
+        self.last_error: dict[str, str] = {}
+        self.stage_stats: dict[str, LatencyStats] = OrderedDict()
+        self.latency = LatencyStats(100_000)
+        self.processed = 0
+        self.wall_s = 0.0
+        self.model_wall_s = 0.0
+        self._t_first: float | None = None  # start of the first frame (throughput window)
+        self._t_last: float | None = None
+        self.backend_name = ""
+        self.rig_source = ""
+        self.evaluator: BevEvaluator | None = None
+
+    # ------------------------------------------------------------------------------- helpers
+    def _error(self, key: str, msg: str) -> None:
+        self.errors[key] = self.errors.get(key, 0) + 1
+        self.last_error[key] = msg
+
+    def _topics(self, reader, rig: RigCalibration) -> tuple[dict[str, str], dict[str, str], str]:
+        """(image topic -> camera, camera_info topic -> camera, image msgtype)."""
+        have = {c.topic: c.msgtype for c in reader.connections}
+        want = self.opts.input
+        img: dict[str, str] = {}
+        info: dict[str, str] = {}
+        msgtype = MSG_COMPRESSED
+        for cam in rig.cameras:
+            base = f"/cameras/{cam.frame_id}"
+            comp, raw = f"{base}/image_raw/compressed", f"{base}/image_raw"
+            if want in ("auto", "compressed") and have.get(comp) == MSG_COMPRESSED:
+                img[comp] = cam.name
+            elif want in ("auto", "raw") and have.get(raw) == MSG_IMAGE:
+                img[raw] = cam.name
+                msgtype = MSG_IMAGE
+            else:
+                raise BagToolError(
+                    f"bag has no {want if want != 'auto' else ''} image topic for {cam.name} "
+                    f"(looked for {comp} / {raw}); image topics in bag: "
+                    f"{sorted(t for t in have if '/cameras/' in t)}"
+                )
+            if have.get(f"{base}/camera_info") == "sensor_msgs/msg/CameraInfo":
+                info[f"{base}/camera_info"] = cam.name
+        return img, info, msgtype
+
+    def _decode(self, name: str, msg, cam, reduction: int = 1) -> np.ndarray | None:
+        try:
+            if hasattr(msg, "format"):
+                rgb = decode_compressed(msg, reduction)
+            else:
+                rgb = image_to_rgb(msg)
+        except ImageConversionError as exc:
+            self._error("corrupt_image", f"{name}: {exc}")
+            return None
+        if rgb.shape[:2] != (cam.height, cam.width):
+            self._error("bad_image_size", f"{name}: image {rgb.shape[1]}x{rgb.shape[0]}, "
+                        f"calibration {cam.width}x{cam.height}; camera masked")
+            return None
+        return rgb
+
+    # ----------------------------------------------------------------------------------- run
+    def run(self) -> EvalReport:
+        import torch
+        from tqdm import tqdm
+
+        from lss_bev_ros.bev_processor import BevInputError, BevProcessor, make_backend
+
+        opts = self.opts
+        if opts.torch_threads > 0:
+            torch.set_num_threads(int(opts.torch_threads))
+        t_start = time.perf_counter()
+        with open_bag(self.bag) as reader:
+            rig, self.rig_source = load_rig_for_bag(self.bag, reader, opts.rig)
+            if opts.cameras:
+                try:
+                    rig = rig.subset(list(opts.cameras))
+                except CalibrationError as exc:
+                    raise BagToolError(str(exc)) from exc
+            img_topics, info_topics, img_type = self._topics(reader, rig)
+            lidar_extr = None
+            if rig.lidar_rotation is not None and rig.lidar_translation is not None:
+                lidar_extr = (rig.lidar_rotation, rig.lidar_translation)
+            kind = ReferenceKind.parse(opts.reference)
+            topics = list(img_topics) + list(info_topics)
+            have = {c.topic for c in reader.connections}
+            if kind.needs_lidar:
+                if LIDAR_TOPIC not in have:
+                    raise BagToolError(f"reference {opts.reference} needs {LIDAR_TOPIC}")
+                topics.append(LIDAR_TOPIC)
+            if kind.needs_boxes:
+                if GT_BOXES_TOPIC not in have:
+                    raise BagToolError(f"reference {opts.reference} needs {GT_BOXES_TOPIC}")
+                topics.append(GT_BOXES_TOPIC)
+            n_sets = min(c.msgcount for c in reader.connections if c.topic in img_topics)
+            if opts.max_frames:
+                n_sets = min(n_sets, opts.max_frames)
+
+            model, cfg = load_model(opts)
+            extra = {"cache_dir": Path(opts.cache_dir)} if opts.cache_dir else {}
+            try:
+                backend = make_backend(opts.backend, model, opts.device, opts.precision, **extra)
+            except Exception as exc:
+                raise BagToolError(f"backend {opts.backend}: {exc}") from exc
+            self.backend_name = str(getattr(backend, "name", opts.backend))
+            reductions = {c.name: 1 if img_type != MSG_COMPRESSED else decode_reduction(
+                c, cfg.image.final_dim, opts.decode_reduction) for c in rig.cameras}
+            proc = BevProcessor(backend, cfg, reduced_rig(rig, reductions), opts.threshold)
+            if opts.warmup:
+                proc.process({c.name: np.zeros((c.height, c.width, 3), np.uint8)
+                              for c in proc.rig.cameras}, 0.0)
+            grid = GridSpec(proc.grid.xmin, proc.grid.ymin, proc.grid.resolution, proc.grid.nx,
+                            proc.grid.ny, "base_link")
+            filt = LidarFilter(z_min=opts.z_min, z_max=opts.z_max, min_points=opts.min_points)
+            prefixes = list(opts.categories) or None
+            ev = BevEvaluator(grid, kind, opts.threshold, opts.stamp_tolerance_s,
+                              region=opts.region, lidar_filter=filt, prefixes=prefixes)
+            self.evaluator = ev
+            sync: StampSynchronizer = StampSynchronizer(
+                rig.names, tolerance=opts.sync_tolerance_s, queue_size=4,
+                missing_timeout=opts.missing_timeout_s,
+                allow_partial=opts.missing_camera_policy == "mask")
+            infos: dict[str, tuple] = {}
+            sample_at = set(np.linspace(0, max(n_sets - 1, 0), max(opts.n_sample_images, 0))
+                            .round().astype(int).tolist()) if opts.n_sample_images else set()
+            refs: OrderedDict[float, dict[str, Any]] = OrderedDict()  # for sample pictures
+            pending: dict[float, tuple[int, float, dict, str, Any, dict | None]] = {}
+            pbar = tqdm(total=n_sets, desc=f"eval {self.bag.name}", unit="frame",
+                        disable=not opts.progress, leave=False)
+
+            def current_rig() -> RigCalibration:
+                r = rig
+                for name, (k, w, h) in infos.items():
+                    r = r.replace_camera(r.camera(name).with_intrinsics(
+                        np.asarray(k).reshape(3, 3), w, h))
+                return r
+
+            def record(results: list[FrameResult]) -> None:
+                for res in results:
+                    idx, lat, stages, missing, out, images = pending.pop(
+                        res.stamp, (-1, math.nan, {}, "", None, None))
+                    self.frames.append(FrameRecord(
+                        index=len(self.frames), stamp=res.stamp,
+                        reference_stamp=res.reference_stamp, iou=res.iou,
+                        precision=res.precision, recall=res.recall, tp=res.confusion.tp,
+                        fp=res.confusion.fp, fn=res.confusion.fn, tn=res.confusion.tn,
+                        latency_ms=lat, missing=missing, stage_ms=stages))
+                    if out is None:
+                        continue
+                    ref = self._reference_for(res.reference_stamp, refs, kind, grid, filt,
+                                              prefixes)
+                    if idx in sample_at:
+                        self.samples.append(BevSample(res.stamp, out[0], out[1], ref, res.iou,
+                                                      images))
+                    if self.on_frame is not None:
+                        self.on_frame(images or {}, out[0], out[1], ref, res)
+
+            def process(s: SyncedSet) -> None:
+                t0 = time.perf_counter()
+                if self._t_first is None:
+                    self._t_first = t0
+                images: dict[str, np.ndarray] = {}
+                for name, msg in s.items.items():
+                    rgb = self._decode(name, msg, proc.rig.camera(name), reductions[name])
+                    if rgb is not None:
+                        images[name] = rgb
+                failed = [n for n in s.items if n not in images]
+                if (failed and opts.missing_camera_policy == "wait") or not images:
+                    self._error("frames_skipped", f"set {s.stamp:.6f}: no usable images")
+                    return
+                t1 = time.perf_counter()
+                try:
+                    out = proc.process(images, s.stamp, missing=tuple(s.missing) + tuple(failed))
+                except BevInputError as exc:
+                    self._error("bad_input", str(exc))
+                    return
+                t2 = time.perf_counter()
+                occ = probability_to_occupancy(out.probability, out.visible)
+                prob_q, known = occupancy_to_probability(occ, grid.nx, grid.ny)
+                t3 = time.perf_counter()
+                stages: OrderedDict[str, float] = OrderedDict()
+                stages["convert"] = (t1 - t0) * 1e3
+                stages.update(out.stage_ms)
+                stages["encode_grid"] = (t3 - t2) * 1e3
+                lat = (t3 - t0) * 1e3
+                self.model_wall_s += t2 - t1
+                for k, v in stages.items():
+                    self.stage_stats.setdefault(k, LatencyStats(100_000)).add(v)
+                self.latency.add(lat)
+                keep = self.processed in sample_at or self.on_frame is not None
+                pending[s.stamp] = (self.processed, lat, dict(stages), ",".join(out.missing),
+                                    (prob_q, known) if keep else None,
+                                    images if keep else None)
+                self.processed += 1
+                pbar.update(1)
+                record(ev.add_grid(s.stamp, prob_q, known, lat))
+                self._t_last = time.perf_counter()
+
+            try:
+                stop_after: float | None = None  # bag time after which nothing can pair
+                for conn, t_ns, raw in iter_raw(reader, topics):
+                    now = t_ns * 1e-9
+                    topic = conn.topic
+                    if opts.max_frames and self.processed >= opts.max_frames:
+                        # keep feeding references until the last grid can still be paired
+                        if stop_after is None:
+                            stop_after = now + opts.stamp_tolerance_s + 1e-6
+                        if now > stop_after:
+                            break
+                        if topic in img_topics:
+                            continue
+                    try:
+                        msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+                    except Exception as exc:
+                        self._error("undecodable_record", f"{topic} @ {t_ns}: {exc}")
+                        continue
+                    if topic in img_topics:
+                        out = sync.add(img_topics[topic], stamp_sec(msg.header), msg, now)
+                        if out is not None:
+                            process(out)
+                    elif topic in info_topics:
+                        name = info_topics[topic]
+                        key = (tuple(float(v) for v in msg.k), int(msg.width), int(msg.height))
+                        k = np.asarray(key[0]).reshape(3, 3)
+                        if infos.get(name) != key:
+                            if (not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0
+                                    or key[1] <= 0 or key[2] <= 0):
+                                self._error("bad_camera_info", f"{name}: invalid K / size")
+                            else:
+                                infos[name] = key
+                                proc.set_rig(reduced_rig(current_rig(), reductions))
+                    elif topic == LIDAR_TOPIC:
+                        self._on_cloud(msg, ev, lidar_extr, refs, record)
+                    elif topic == GT_BOXES_TOPIC:
+                        self._on_boxes(msg, ev, refs, record)
+                    if opts.missing_camera_policy == "mask":
+                        out = sync.poll(now)
+                        if out is not None:
+                            process(out)
+            finally:
+                pbar.close()
+            record(ev.flush())
+        self.wall_s = time.perf_counter() - t_start
+        return self._report()
+
+    # -------------------------------------------------------------------------- references
+    def _remember(self, refs: OrderedDict, stamp: float, key: str, value: Any) -> None:
+        refs.setdefault(stamp, {})[key] = value
+        while len(refs) > 64:
+            refs.popitem(last=False)
+
+    def _on_cloud(self, msg, ev: BevEvaluator, extr, refs, record) -> None:
+        try:
+            pts, dropped = pointcloud2_to_array(msg, fields=("x", "y", "z"))
+        except PointCloudError as exc:
+            self._error("bad_pointcloud", str(exc))
+            return
+        if dropped:
+            self.errors["non_finite_points"] = self.errors.get("non_finite_points", 0) + dropped
+        frame = msg.header.frame_id
+        if frame == ev.grid.frame_id:
+            pass
+        elif extr is not None and frame == "lidar_top":
+            pts = transform_points(pts, *extr)
+        else:
+            self._error("unknown_frame", f"point cloud in frame {frame!r}")
+            return
+        stamp = stamp_sec(msg.header)
+        if self.opts.n_sample_images or self.on_frame is not None:
+            self._remember(refs, stamp, "points", pts)
+        record(ev.add_points(stamp, pts))
+
+    def _on_boxes(self, msg, ev: BevEvaluator, refs, record) -> None:
+        try:
+            boxes, frame = boxes_from_markers(msg)
+        except ValueError as exc:
+            self._error("bad_boxes", str(exc))
+            return
+        if boxes and frame != ev.grid.frame_id:
+            self._error("unknown_frame", f"GT boxes in frame {frame!r}")
+            return
+        stamps = {stamp_sec(m.header) for m in msg.markers}
+        if len(stamps) != 1:
+            self._error("bad_boxes" if stamps else "empty_box_arrays",
+                        f"markers with {len(stamps)} different stamps")
+            return
+        stamp = stamps.pop()
+        if self.opts.n_sample_images or self.on_frame is not None:
+            self._remember(refs, stamp, "boxes", boxes)
+        record(ev.add_boxes(stamp, boxes))
+
+    @staticmethod
+    def _reference_for(stamp: float, refs: OrderedDict, kind: ReferenceKind, grid: GridSpec,
+                       filt: LidarFilter, prefixes) -> np.ndarray | None:
+        """Reference mask of a sampled frame, for the pictures (nearest inputs)."""
+        if not refs:
+            return None
+
+        def nearest(key: str) -> Any:
+            cands = [(abs(s - stamp), v[key]) for s, v in refs.items() if key in v]
+            return min(cands, key=lambda c: c[0])[1] if cands else None
+
+        pts = nearest("points") if kind.needs_lidar else None
+        boxes: list[Box] | None = nearest("boxes") if kind.needs_boxes else None
+        try:
+            return build_reference(kind, grid, points_base=pts, boxes=boxes, filt=filt,
+                                   prefixes=prefixes)
+        except ValueError:
+            return None
+
+    # ------------------------------------------------------------------------------ report
+    def _report(self) -> EvalReport:
+        ev = self.evaluator
+        summ: dict[str, Any] = dict(ev.summary()) if ev is not None else {}
+        summ.pop("latency_p50_ms", None)
+        summ.pop("latency_p90_ms", None)
+        summ.pop("latency_p99_ms", None)
+        lat = self.latency
+        window = (self._t_last - self._t_first) if self._t_first and self._t_last else 0.0
+        summ.update({
+            "bag": str(self.bag),
+            "weights": str(self.opts.weights) if self.opts.weights else "untrained",
+            "backend": self.backend_name,
+            "rig": self.rig_source,
+            "reference": ReferenceKind.parse(self.opts.reference).name.lower(),
+            "reference_description": ev.description if ev is not None else "",
+            "threshold": self.opts.threshold,
+            "frames_processed": self.processed,
+            "frames_evaluated": len(self.frames),
+            "latency_p50_ms": lat.p50,
+            "latency_p90_ms": lat.p90,
+            "latency_p99_ms": lat.p99,
+            "latency_mean_ms": lat.mean,
+            "wall_s": self.wall_s,  # whole run incl. model loading and warm-up
+            "processing_s": window,
+            "throughput_fps": self.processed / window if window > 0 else math.nan,
+            "model_fps": self.processed / self.model_wall_s if self.model_wall_s > 0
+            else math.nan,
+            "errors": dict(self.errors),
+            "last_errors": dict(self.last_error),
+        })
+        stages = {k: {"p50": s.p50, "p90": s.p90, "p99": s.p99, "mean": s.mean, "max": s.max,
+                      "count": len(s)} for k, s in self.stage_stats.items()}
+        return EvalReport(self.bag, None, self.frames, summ, stages, samples=self.samples)
+
+
+def evaluate_bag(bag: str | Path, out_dir: str | Path | None, opts: EvalOptions | None = None
+                 ) -> EvalReport:
+    """Run the offline evaluation; with ``out_dir`` write CSV/JSON/summary/plots (+ video)."""
+    opts = opts or EvalOptions()
+    video = None
+    if opts.video is not None:
+        from rosbag_tools.report import VideoWriter
+
+        video = VideoWriter(Path(opts.video), fps=opts.video_fps or None, threshold=opts.threshold)
+    runner = ReplayEvaluator(bag, opts, on_frame=video.add if video is not None else None)
+    try:
+        report = runner.run()
+    finally:
+        if video is not None:
+            video.close()
+    if video is not None:
+        report.files["video"] = video.path
+    if out_dir is not None and opts.write_report:
+        from rosbag_tools.report import write_report
+
+        write_report(report, Path(out_dir))
+    return report

@@ -1,0 +1,244 @@
+"""Report files of ``lss-bev-bag eval``: per-frame CSV/JSON, summary table, plots, video.
+
+Plots use matplotlib's Agg backend (no display). Layout of ``out_dir``::
+
+    frames.csv, frames.json      per-frame IoU / precision / recall / counts / latency / stages
+    summary.json, summary.txt    run summary and the table printed by the CLI
+    iou_over_time.png            per-frame IoU and its running mean over bag time
+    latency_hist.png             per-frame latency histogram (+ p50 / p90 / p99)
+    bev_samples/frame_NNNN.png   prediction vs reference (TP green, FP red, FN blue)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from lss_bev_ros.visualization import colorize_bev, hstack_padded, tile_cameras
+
+if TYPE_CHECKING:
+    from lss_bev_ros.eval.evaluator import FrameResult
+    from rosbag_tools.evaluate import EvalReport
+
+
+def _num(v: Any) -> Any:
+    """JSON-safe number (NaN/inf -> None)."""
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return _num(obj)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, float):
+        return "nan" if not math.isfinite(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def summary_table(report: EvalReport) -> str:
+    """Metrics and per-stage latency percentiles as a plain-text table."""
+    s = report.summary
+    lines = [
+        f"bag        {s.get('bag')}",
+        f"weights    {s.get('weights')}   backend {s.get('backend')}",
+        f"reference  {s.get('reference_description')}",
+        f"frames     {s.get('frames_evaluated')} evaluated / {s.get('frames_processed')} "
+        f"processed, {s.get('unmatched_count', 0)} unmatched; "
+        f"{_fmt(s.get('throughput_fps', math.nan), 2)} frames/s",
+        "",
+        f"{'metric':<12}{'mean/frame':>12}{'pooled':>10}",
+        f"{'IoU':<12}{_fmt(s.get('mean_iou', math.nan)):>12}"
+        f"{_fmt(s.get('pooled_iou', math.nan)):>10}",
+        f"{'precision':<12}{_fmt(s.get('mean_precision', math.nan)):>12}"
+        f"{_fmt(s.get('pooled_precision', math.nan)):>10}",
+        f"{'recall':<12}{_fmt(s.get('mean_recall', math.nan)):>12}"
+        f"{_fmt(s.get('pooled_recall', math.nan)):>10}",
+        "",
+        f"{'stage (ms)':<16}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}",
+    ]
+    for name, st in report.stage_stats.items():
+        lines.append(f"{name:<16}{_fmt(st['p50'], 1):>9}{_fmt(st['p90'], 1):>9}"
+                     f"{_fmt(st['p99'], 1):>9}{_fmt(st['mean'], 1):>9}")
+    lines.append(f"{'frame latency':<16}{_fmt(s.get('latency_p50_ms', math.nan), 1):>9}"
+                 f"{_fmt(s.get('latency_p90_ms', math.nan), 1):>9}"
+                 f"{_fmt(s.get('latency_p99_ms', math.nan), 1):>9}"
+                 f"{_fmt(s.get('latency_mean_ms', math.nan), 1):>9}")
+    if s.get("errors"):
+        lines.append("")
+        lines.append("input errors: " + ", ".join(f"{k}={v}" for k, v in s["errors"].items()))
+    return "\n".join(lines)
+
+
+def write_frames(report: EvalReport, out_dir: Path) -> tuple[Path, Path]:
+    """frames.csv and frames.json."""
+    rows = [f.row() for f in report.frames]
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    csv_path = out_dir / "frames.csv"
+    with csv_path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys or ["index"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in keys})
+    json_path = out_dir / "frames.json"
+    json_path.write_text(json.dumps(_jsonable(rows), indent=1))
+    return csv_path, json_path
+
+
+def plot_iou(report: EvalReport, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    if report.frames:
+        t0 = report.frames[0].stamp
+        t = np.array([f.stamp - t0 for f in report.frames])
+        iou = np.array([f.iou for f in report.frames], dtype=float)
+        running = np.array([np.nanmean(iou[: i + 1]) if np.isfinite(iou[: i + 1]).any()
+                            else np.nan for i in range(len(iou))])
+        ax.plot(t, iou, ".-", label="IoU per frame")
+        ax.plot(t, running, "-", label="running mean")
+    ax.set_xlabel("bag time (s)")
+    ax.set_ylabel("IoU")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"BEV IoU vs {report.summary.get('reference', 'reference')}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_latency(report: EvalReport, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat = np.array([f.latency_ms for f in report.frames], dtype=float)
+    lat = lat[np.isfinite(lat)]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if lat.size:
+        ax.hist(lat, bins=min(30, max(5, lat.size // 2)), color="tab:blue", alpha=0.8)
+        for q, style in ((50, "-"), (90, "--"), (99, ":")):
+            v = float(np.percentile(lat, q))
+            ax.axvline(v, color="k", linestyle=style, label=f"p{q} {v:.0f} ms")
+        ax.legend()
+    ax.set_xlabel("frame latency (ms): decode + BEV + grid encoding")
+    ax.set_ylabel("frames")
+    ax.set_title(f"latency ({report.summary.get('backend', '')})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_samples(report: EvalReport, out_dir: Path, threshold: float) -> list[Path]:
+    """Prediction-vs-reference pictures of the sampled frames."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    t0 = report.frames[0].stamp if report.frames else 0.0
+    for i, s in enumerate(report.samples):
+        pred = colorize_bev(s.probability, s.visible, threshold=threshold, scale=2)
+        parts = [pred]
+        if s.reference is not None:
+            parts.append(colorize_bev(s.probability, s.visible, s.reference,
+                                      threshold=threshold, scale=2))
+        img = hstack_padded(parts)
+        cv2.putText(img, f"t={s.stamp - t0:.2f}s IoU={_fmt(s.iou, 3)}", (6, 20),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        p = out_dir / f"frame_{i:04d}.png"
+        cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        paths.append(p)
+    return paths
+
+
+def write_report(report: EvalReport, out_dir: Path) -> EvalReport:
+    """All report files into ``out_dir`` (created); fills ``report.files``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.out_dir = out_dir
+    csv_path, json_path = write_frames(report, out_dir)
+    report.files.update({"frames_csv": csv_path, "frames_json": json_path})
+    summ = dict(report.summary)
+    summ["stages_ms"] = report.stage_stats
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(summ), indent=2))
+    (out_dir / "summary.txt").write_text(summary_table(report) + "\n")
+    report.files["summary_json"] = out_dir / "summary.json"
+    report.files["summary_txt"] = out_dir / "summary.txt"
+    report.files["iou_plot"] = plot_iou(report, out_dir / "iou_over_time.png")
+    report.files["latency_plot"] = plot_latency(report, out_dir / "latency_hist.png")
+    thr = float(report.summary.get("threshold", 0.5))
+    for i, p in enumerate(write_samples(report, out_dir / "bev_samples", thr)):
+        report.files[f"bev_sample_{i}"] = p
+    return report
+
+
+class VideoWriter:
+    """Annotated video (cameras + BEV prediction vs reference) via ``cv2.VideoWriter``.
+
+    ``.mp4`` uses the ``mp4v`` codec, ``.avi`` MJPG. Frames are written as they are evaluated.
+    """
+
+    def __init__(self, path: Path, fps: float | None = None, threshold: float = 0.5,
+                 height: int = 400) -> None:
+        if path.suffix.lower() not in (".mp4", ".avi"):
+            raise ValueError(f"video must be .mp4 or .avi, got {path.name}")
+        self.path = path
+        self.fps = float(fps) if fps else 2.0
+        self.threshold = threshold
+        self.height = height
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self._t0: float | None = None
+        self.frames = 0
+
+    def add(self, images: dict[str, np.ndarray], prob: np.ndarray, known: np.ndarray,
+            reference: np.ndarray | None, result: FrameResult) -> None:
+        bev = colorize_bev(prob, known, reference, threshold=self.threshold, scale=2)
+        cams = tile_cameras(images, tile_size=(self.height // 2, self.height * 8 // 9))
+        frame = hstack_padded([cams, bev], height=self.height)
+        if self._t0 is None:
+            self._t0 = result.stamp
+        cv2.putText(frame, f"t={result.stamp - self._t0:.2f}s IoU={_fmt(result.iou, 3)} "
+                    f"mean={_fmt(result.mean_iou, 3)}", (8, self.height - 10),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        h, w = frame.shape[:2]
+        w -= w % 2
+        frame = np.ascontiguousarray(frame[:h - h % 2, :w])
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4"
+                                              else "MJPG"))
+            self._size = (frame.shape[1], frame.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                raise RuntimeError(f"cv2.VideoWriter cannot open {self.path}")
+        if (frame.shape[1], frame.shape[0]) != self._size:
+            frame = cv2.resize(frame, self._size)
+        self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None

@@ -1,0 +1,241 @@
+"""bev_node over real DDS: well-formed outputs, and bad input (wrong encoding, wrong size, missing
+camera, out-of-order stamps, corrupt JPEG) is logged, counted in /diagnostics and survived."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from lss_bev_ros.calibration import NUSCENES_CAMERAS, load_rig_yaml, save_rig_yaml
+from lss_bev_ros.conversions import occupancy_to_probability
+from lss_bev_ros.msg import PipelineTiming
+from lss_bev_ros.nodes.bev_node import BevNode
+
+SCALE = 0.1  # 1600 x 900 -> 160 x 90 test images
+
+
+@pytest.fixture(scope="module")
+def small_rig(synth_rig_file: Path, tmp_path_factory) -> Path:
+    rig = load_rig_yaml(synth_rig_file)
+    for cam in rig.cameras:
+        k = cam.intrinsics.copy()
+        k[:2] *= SCALE
+        rig = rig.replace_camera(cam.with_intrinsics(k, round(cam.width * SCALE),
+                                                     round(cam.height * SCALE)))
+    return save_rig_yaml(rig, tmp_path_factory.mktemp("rig") / "rig_small.yaml")
+
+
+@pytest.fixture(scope="module")
+def camera_images(synth_root: Path) -> dict[str, np.ndarray]:
+    """First sample's images, 160 x 90 RGB."""
+    out = {}
+    for cam in NUSCENES_CAMERAS:
+        path = sorted((synth_root / "samples" / cam).glob("*.jpg"))[0]
+        bgr = cv2.resize(cv2.imread(str(path)), (160, 90), interpolation=cv2.INTER_AREA)
+        out[cam] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return out
+
+
+def _t(t: float) -> Time:
+    return Time(sec=int(t), nanosec=round((t - int(t)) * 1e9))
+
+
+class Rig:
+    """Test-side camera driver + output listener on its own node."""
+
+    def __init__(self, ctx, node: BevNode, rig_file: Path, images, compressed: bool):
+        self.node = node
+        self.rig = load_rig_yaml(rig_file)
+        self.images = images
+        self.compressed = compressed
+        self.io = Node("bev_test_io", context=ctx)
+        typ = CompressedImage if compressed else Image
+        suffix = "/compressed" if compressed else ""
+        self.pub_img = {c: self.io.create_publisher(typ, f"/cameras/{c.lower()}/image_raw{suffix}",
+                                                     10) for c in NUSCENES_CAMERAS}
+        self.pub_info = {c: self.io.create_publisher(CameraInfo, f"/cameras/{c.lower()}/camera_info",
+                                                      10) for c in NUSCENES_CAMERAS}
+        self.grids: list[OccupancyGrid] = []
+        self.bev_images: list[Image] = []
+        self.timings: list[PipelineTiming] = []
+        self.diag: dict[str, str] = {}
+        self.io.create_subscription(OccupancyGrid, "/bev/occupancy", self.grids.append, 10)
+        self.io.create_subscription(Image, "/bev/image", self.bev_images.append, 10)
+        self.io.create_subscription(PipelineTiming, "/bev/timing", self.timings.append, 10)
+        self.io.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.ex = SingleThreadedExecutor(context=ctx)
+        self.ex.add_node(node)
+        self.ex.add_node(self.io)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name.endswith("bev_node"):
+                self.diag = {kv.key: kv.value for kv in st.values}
+
+    def image_msg(self, cam: str, t: float, rgb: np.ndarray | None = None, encoding="rgb8"):
+        rgb = self.images[cam] if rgb is None else rgb
+        if self.compressed:
+            m = CompressedImage(format="jpeg")
+            m.data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+        else:
+            m = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding,
+                      step=rgb.shape[1] * 3)
+            m.data = np.ascontiguousarray(rgb).tobytes()
+        m.header.stamp, m.header.frame_id = _t(t), cam.lower()
+        return m
+
+    def info_msg(self, cam: str, t: float) -> CameraInfo:
+        c = self.rig.camera(cam)
+        m = CameraInfo(width=c.width, height=c.height, k=[float(v) for v in c.intrinsics.ravel()])
+        m.header.stamp, m.header.frame_id = _t(t), cam.lower()
+        return m
+
+    def publish_set(self, t: float, skip=(), override=None) -> None:
+        override = override or {}
+        for cam in NUSCENES_CAMERAS:
+            if cam in skip:
+                continue
+            self.pub_info[cam].publish(self.info_msg(cam, t))
+            self.pub_img[cam].publish(override.get(cam) or self.image_msg(cam, t))
+
+    def spin_until(self, pred, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.ex.spin_once(timeout_sec=0.05)
+            if pred():
+                return True
+        return pred()
+
+    def wait_grid(self, t: float, timeout: float = 60.0) -> OccupancyGrid:
+        want = _t(t)
+        ok = self.spin_until(lambda: any(g.header.stamp == want for g in self.grids), timeout)
+        assert ok, f"no grid stamped {t} (got {[g.header.stamp for g in self.grids]}, " \
+                   f"diag {self.diag})"
+        return next(g for g in self.grids if g.header.stamp == want)
+
+    def wait_diag(self, key: str, value: str, timeout: float = 10.0) -> None:
+        ok = self.spin_until(lambda: self.diag.get(key) == value, timeout)
+        assert ok, f"diagnostics {key} != {value}: {self.diag}"
+
+    def close(self) -> None:
+        if self.node.active:
+            self.node.trigger_deactivate()
+        self.ex.shutdown()
+        self.node.destroy_node()
+        self.io.destroy_node()
+
+
+def _start(ctx, rig_file: Path, compressed: bool, images, **params) -> Rig:
+    over = {"rig_file": str(rig_file), "input_type": "compressed" if compressed else "raw",
+            "missing_timeout_s": 0.6, "qos_reliable": True, "qos_depth": 10, **params}
+    node = BevNode(context=ctx, parameter_overrides=[Parameter(k, value=v)
+                                                     for k, v in over.items()])
+    assert node.maybe_autostart(), "bev_node did not activate"
+    r = Rig(ctx, node, rig_file, images, compressed)
+    assert r.spin_until(lambda: all(p.get_subscription_count() > 0
+                                    for p in r.pub_img.values()), 20.0)
+    return r
+
+
+def _unknown(g: OccupancyGrid) -> int:
+    return int((np.asarray(g.data, dtype=np.int8) < 0).sum())
+
+
+def test_bev_node_outputs_and_bad_raw_input(ros_context, small_rig, camera_images):
+    r = _start(ros_context, small_rig, False, camera_images)
+    try:
+        # 1. a good set: well-formed grid stamped with the input stamp, image, timing
+        r.publish_set(1.0)
+        g = r.wait_grid(1.0)
+        assert g.header.frame_id == "base_link"
+        assert (g.info.width, g.info.height, g.info.resolution) == (200, 200, 0.5)
+        assert (g.info.origin.position.x, g.info.origin.position.y) == (-50.0, -50.0)
+        assert g.info.origin.orientation.w == 1.0
+        data = np.asarray(g.data, dtype=np.int8)
+        assert data.size == 40000 and data.min() >= -1 and data.max() <= 100
+        full_unknown = _unknown(g)
+        assert 0 < full_unknown < 40000 * 0.6  # cells nobody sees (ego, far corners) are -1
+        prob, known = occupancy_to_probability(g.data, 200, 200)
+        assert known.sum() == 40000 - full_unknown
+        assert r.spin_until(lambda: r.timings and r.bev_images, 10.0)
+        tm = r.timings[0]
+        assert tm.header.stamp == _t(1.0) and tm.node_name == "bev_node"
+        names = [s.name for s in tm.stages]
+        for stage in ("convert", "preprocess", "camera_encoder", "voxel_pooling",
+                      "bev_encoder", "publish"):
+            assert stage in names
+        assert tm.total_ms > 0 and tm.latency_ms > 0 and tm.frames_processed == 1
+        bi = r.bev_images[0]
+        assert (bi.encoding, bi.height, bi.width) == ("rgb8", 400, 400)
+
+        # 2. wrong encoding on CAM_FRONT: masked for this frame, counted, output continues
+        bad = r.image_msg("CAM_FRONT", 2.0, encoding="yuv422")
+        r.publish_set(2.0, override={"CAM_FRONT": bad})
+        g2 = r.wait_grid(2.0)
+        assert _unknown(g2) > full_unknown  # CAM_FRONT's view is now unknown
+        r.wait_diag("bad_encoding", "1")
+        assert "yuv422" in r.diag["last_error.bad_encoding"]
+
+        # 3. wrong image size on CAM_BACK
+        small = np.zeros((60, 120, 3), np.uint8)
+        r.publish_set(3.0, override={"CAM_BACK": r.image_msg("CAM_BACK", 3.0, small)})
+        r.wait_grid(3.0)
+        r.wait_diag("bad_image_size", "1")
+
+        # 4. out-of-order stamp (older than the last processed set): dropped and counted
+        r.pub_img["CAM_FRONT"].publish(r.image_msg("CAM_FRONT", 2.5))
+        r.wait_diag("out_of_order_stamp", "1")
+        r.publish_set(4.0)
+        r.wait_grid(4.0)
+
+        # 5. CAM_BACK_RIGHT stops: policy mask -> reported, output continues without it
+        time.sleep(0.7)
+        r.publish_set(5.0, skip=("CAM_BACK_RIGHT",))
+        g5 = r.wait_grid(5.0)
+        assert _unknown(g5) > full_unknown
+        r.wait_diag("missing_cameras", "CAM_BACK_RIGHT")
+        assert int(r.diag["camera_missing"]) >= 1
+        assert "policy mask" in r.diag["last_error.camera_missing"]
+
+        # 6. policy wait: nothing published while a camera is missing, said so in diagnostics
+        r.node.set_parameters([Parameter("missing_camera_policy", value="wait")])
+        r.publish_set(6.0, skip=("CAM_BACK_RIGHT",))
+        r.wait_diag("waiting", "True")
+        assert "WAITING" in r.diag["last_error.camera_missing"]
+        assert not r.spin_until(lambda: any(x.header.stamp == _t(6.0) for x in r.grids), 2.0)
+        r.publish_set(7.0)  # camera back
+        g7 = r.wait_grid(7.0)
+        assert _unknown(g7) == full_unknown
+        r.wait_diag("missing_cameras", "none")
+        assert r.spin_until(lambda: int(r.diag.get("frames_processed", 0)) == 6, 5.0), r.diag
+    finally:
+        r.close()
+
+
+def test_bev_node_corrupt_jpeg(ros_context, small_rig, camera_images):
+    r = _start(ros_context, small_rig, True, camera_images)
+    try:
+        r.publish_set(1.0)
+        g1 = r.wait_grid(1.0)
+        corrupt = r.image_msg("CAM_FRONT_LEFT", 2.0)
+        corrupt.data = b"\xff\xd8\xff\xe0 definitely not a jpeg " * 10
+        r.publish_set(2.0, override={"CAM_FRONT_LEFT": corrupt})
+        g2 = r.wait_grid(2.0)
+        assert _unknown(g2) > _unknown(g1)
+        r.wait_diag("corrupt_image", "1")
+        assert "CAM_FRONT_LEFT" in r.diag["last_error.corrupt_image"]
+        r.publish_set(3.0)
+        assert _unknown(r.wait_grid(3.0)) == _unknown(g1)
+    finally:
+        r.close()

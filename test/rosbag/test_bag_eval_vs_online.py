@@ -1,0 +1,102 @@
+"""Offline ``lss-bev-bag eval`` metrics equal the online eval_node's on the same bag.
+
+Online: the real node set (bev_node + eval_node, started by ``lss_bev_ros.pipeline`` from one
+parameter file, in this process) fed by ``BagPlayer`` over real DDS; the test subscribes to
+``/bev/metrics``. Offline: the shared ``offline`` report (same weights, threshold, reference).
+bev_node drops frames when inference is slower than the input (latest wins), so the comparison
+is per grid stamp over the frames the online pipeline evaluated.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rclpy.executors import SingleThreadedExecutor
+
+from lss_bev_ros.calibration import NUSCENES_CAMERAS
+from rosbag_tools.bagio import GT_BOXES_TOPIC, LIDAR_TOPIC, camera_topics, rig_path_for_bag
+from rosbag_tools.play import BagPlayer
+
+pytestmark = pytest.mark.slow
+EVAL_TOPICS = [t for c in NUSCENES_CAMERAS for t in camera_topics(c)] + [LIDAR_TOPIC,
+                                                                         GT_BOXES_TOPIC]
+
+
+def _params(path: Path, bag: Path, weights: Path, thr: float, reference: str) -> Path:
+    rig = str(rig_path_for_bag(bag))
+    path.write_text(yaml.safe_dump({
+        "bev_node": {"ros__parameters": {
+            "rig_file": rig, "weights": str(weights), "threshold": thr, "warmup": False,
+            "qos_reliable": True, "qos_depth": 10, "missing_timeout_s": 60.0,
+            "publish_image": False, "decode_reduction": 8}},  # = the offline auto choice
+        "eval_node": {"ros__parameters": {
+            "rig_file": rig, "reference": reference, "threshold": thr, "qos_reliable": True}},
+    }))
+    return path
+
+
+def test_offline_metrics_equal_online_eval_node(ros_context, synth_bag: Path, lss_weights,
+                                                offline, tmp_path: Path) -> None:
+    import rclpy
+    from lss_bev_ros.msg import BevMetrics
+
+    from lss_bev_ros import pipeline
+
+    report, _ = offline
+    weights, thr = lss_weights
+    reference = report.summary["reference"]
+    pipe = pipeline.start(_params(tmp_path / "p.yaml", synth_bag, weights, thr, reference))
+    node = rclpy.create_node("bag_eval_listener", context=ros_context)
+    play_node = rclpy.create_node("bag_eval_player", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    got: list[BevMetrics] = []
+    node.create_subscription(BevMetrics, "/bev/metrics", got.append, 100)
+    # 5 s of wall time between frames: room for CPU inference on a loaded machine
+    player = BagPlayer(play_node, synth_bag, rate=0.1, topics=EVAL_TOPICS,
+                       wait_for_subscribers_s=30.0)
+    try:
+        assert pipe.nodes["bev_node"].active and pipe.nodes["eval_node"].active
+        player.start()
+        while player.running:
+            ex.spin_once(timeout_sec=0.1)
+        player.join(1.0)
+        bev = pipe.nodes["bev_node"]
+        deadline = time.monotonic() + 180.0
+        last_change, n = time.monotonic(), -1
+        while time.monotonic() < deadline:  # until the node is idle and metrics settled
+            ex.spin_once(timeout_sec=0.1)
+            if len(got) != n:
+                n, last_change = len(got), time.monotonic()
+            if len(got) >= bev.frames_processed and time.monotonic() - last_change > 5.0:
+                break
+        processed = bev.frames_processed
+    finally:
+        player.stop()
+        player.destroy()
+        ex.shutdown()
+        node.destroy_node()
+        play_node.destroy_node()
+        pipe.stop()
+
+    print(f"online pipeline evaluated {len(got)} of {len(report.frames)} frames")
+    assert processed >= 2, "online pipeline processed fewer than 2 frames"
+    assert len(got) == processed  # every grid the node published was evaluated
+    offline_by_stamp = {round(f.stamp, 6): f for f in report.frames}
+    ious = []
+    for m in got:
+        stamp = round(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, 6)
+        f = offline_by_stamp[stamp]  # KeyError = a grid stamp the offline run never produced
+        assert m.reference_kind == 2 and m.threshold == pytest.approx(thr)
+        assert abs(int(m.true_positive_cells) - f.tp) <= 2, (m, f)
+        assert abs(int(m.false_positive_cells) - f.fp) <= 2, (m, f)
+        assert abs(int(m.false_negative_cells) - f.fn) <= 2, (m, f)
+        for a, b in ((m.iou, f.iou), (m.precision, f.precision), (m.recall, f.recall)):
+            assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-3)
+        ious.append(f.iou)
+        assert m.mean_iou == pytest.approx(np.nanmean(ious), abs=1e-3)
+    assert got[-1].frame_count == len(got) and got[-1].unmatched_count == 0
