@@ -61,11 +61,11 @@ def _params(tmp: Path, dataroot: Path, args, reduction: int) -> Path:
 
 def run_mode(dataroot: Path, args, reduction: int) -> dict:
     import rclpy
-    from lss_bev_ros.msg import PipelineTiming
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from lss_bev_ros import pipeline
+    from lss_bev_ros.msg import PipelineTiming
 
     tmp = Path(tempfile.mkdtemp(prefix="bev_overload_"))
     pipe = pipeline.start(_params(tmp, dataroot, args, reduction))

@@ -48,11 +48,11 @@ def live_run(bag: Path, weights: Path, args: argparse.Namespace, workdir: Path,
              reduction: int) -> dict:
     import rclpy
     import yaml
-    from lss_bev_ros.msg import BevMetrics
     from rclpy.executors import SingleThreadedExecutor
 
     from lss_bev_ros import pipeline
     from lss_bev_ros.calibration import NUSCENES_CAMERAS
+    from lss_bev_ros.msg import BevMetrics
     from rosbag_tools.bagio import GT_BOXES_TOPIC, LIDAR_TOPIC, camera_topics, rig_path_for_bag
     from rosbag_tools.play import BagPlayer
 

@@ -66,7 +66,7 @@ def colorize_bev(
         reference: optional ``X x Y`` bool reference occupancy. When given, cells are drawn by
             outcome at ``threshold``: true positive green, false positive red, false negative
             blue; other seen cells keep the probability colour (dimmed).
-        threshold: probability counted as occupied (only used with ``reference``).
+        threshold: probability above which a cell counts as occupied (with ``reference``).
         scale: integer up-scaling (nearest neighbour) for display.
         ego_size_m, resolution, grid_origin: draw the ego footprint (length, width in metres)
             centred on base_link, for orientation.
@@ -80,7 +80,7 @@ def colorize_bev(
         ref = np.asarray(reference, dtype=bool)
         if ref.shape != p.shape:
             raise ValueError(f"reference shape {ref.shape} != prob shape {p.shape}")
-        pred = p >= threshold
+        pred = p > threshold  # as eval.metrics.Confusion.from_scores
         img = (img.astype(np.uint16) * 6 // 10).astype(np.uint8)  # dim the background
         img[pred & ref] = TP_RGB
         img[pred & ~ref] = FP_RGB

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock-hz", type=_positive, default=40.0, help="/clock rate (default 40)")
     p.add_argument("--delay", type=float, default=0.5,
                    help="seconds to wait after creating publishers (discovery), default 0.5")
+    p.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                   help="before playing, wait up to S seconds until every played topic has a "
+                        "subscriber")
     p.add_argument("--raw", action="store_true",
                    help="publish the CDR bytes untouched (no deserialisation check)")
 
@@ -127,7 +130,8 @@ def _cmd_play(a: argparse.Namespace) -> int:
     from rosbag_tools.play import play_main
 
     stats = play_main(a.bag, rate=a.rate, loop=a.loop, topics=a.topics, clock=a.clock,
-                      clock_hz=a.clock_hz, delay_s=a.delay, raw=a.raw)
+                      clock_hz=a.clock_hz, delay_s=a.delay, raw=a.raw,
+                      wait_for_subscribers_s=a.wait_for_subscribers)
     print(f"published {stats.total} messages in {stats.wall_s:.2f} s ({stats.loops} loop(s)); "
           f"errors {sum(stats.errors.values())}; max lag {stats.max_lag_ms:.1f} ms")
     for t, why in stats.skipped_topics.items():

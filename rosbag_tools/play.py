@@ -262,6 +262,7 @@ def play_main(
     clock_hz: float = 40.0,
     delay_s: float = 0.0,
     raw: bool = False,
+    wait_for_subscribers_s: float = 0.0,
 ) -> PlayStats:
     """CLI body: own rclpy context + node ``lss_bev_bag_player``; Ctrl-C stops cleanly."""
     import rclpy
@@ -269,7 +270,8 @@ def play_main(
     rclpy.init()
     node = rclpy.create_node("lss_bev_bag_player")
     player = BagPlayer(node, bag, rate=rate, loop=loop, topics=topics, clock=clock,
-                       clock_hz=clock_hz, delay_s=delay_s, raw=raw)
+                       clock_hz=clock_hz, delay_s=delay_s, raw=raw,
+                       wait_for_subscribers_s=wait_for_subscribers_s)
     try:
         player.start()
         while player.running:

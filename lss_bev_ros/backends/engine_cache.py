@@ -41,13 +41,17 @@ def model_hash(state_dict: Mapping[str, Any], config: Mapping[str, Any] | None =
         value = state_dict[name]
         if hasattr(value, "detach"):
             value = value.detach().cpu()
-            if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
-                value = value.float()
+            dtype = str(value.dtype)
+            if dtype == "torch.bfloat16":  # numpy has no bfloat16: hash the raw 16-bit words
+                import torch
+
+                value = value.view(torch.int16)
             arr = value.numpy()
         else:
             arr = np.asarray(value)
+            dtype = str(arr.dtype)
         h.update(name.encode())
-        h.update(f"{arr.shape}|{arr.dtype}|".encode())
+        h.update(f"{arr.shape}|{dtype}|".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     if config is not None:
         h.update(json.dumps(config, sort_keys=True, default=str).encode())

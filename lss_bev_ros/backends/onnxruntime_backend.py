@@ -18,6 +18,7 @@ graph, pooling op, opset and image size, so a restart skips the export (~5-10 s 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,8 @@ def cached_onnx(
 ) -> bytes | Path:
     """Export ``graph`` (see :mod:`.onnx_export`) or reuse the cached file; returns the path
     (with ``cache_dir``) or the serialized bytes (without)."""
-    cpu_model = model if next(model.parameters()).device.type == "cpu" else None
-    if cpu_model is None:
-        raise BackendOptionError("export needs the model on the CPU")
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()  # export runs on the CPU; leave the caller's as is
     geom = dummy_geometry(model, model.cfg.image.ncams) if graph == "whole" else None
     if cache_dir is None:
         return export_graph(model, graph, geom=geom, pooling_op=pooling_op, opset=opset)
@@ -140,7 +140,6 @@ class OnnxRuntimeBackend(LSSBackend):
         self.threads = so.intra_op_num_threads
         self.graph_optimization = graph_optimization
         provider_options = [self._provider_options(p) for p in self.providers]
-        self.model.to("cpu")  # export runs on the CPU; sessions own their copy of the weights
         graphs = ("whole",) if mode == "whole" else ("camera_encoder", "bev_encoder")
         self.sessions: dict[str, Any] = {}
         for g in graphs:

@@ -235,7 +235,6 @@ class TensorRTBackend(LSSBackend):
         self.calibration_images = list(calibration_images or [])
         self.opset = int(opset)
         self.cache = EngineCache(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR)
-        self.model.to("cpu")
         self.onnx_path = Path(cached_onnx(self.model, "whole", self.cache.dir, "gather_cumsum",
                                           self.opset, self.log))
         self.gpu = gpu_name(self.device)

@@ -20,6 +20,7 @@ the geometry folded into indices at :meth:`set_calibration` time.
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any
 
 import torch
@@ -65,9 +66,9 @@ class TorchBackend(LSSBackend):
             raise BackendOptionError(f"jit must be one of {JIT_MODES}, got {jit!r}")
         self.channels_last = bool(channels_last)
         self.jit = jit
+        if self.channels_last:  # a private NHWC copy: the caller's model keeps its layout
+            self.model = copy.deepcopy(self.model).to(memory_format=torch.channels_last)
         self.model.to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
         self._camencode: Any = self.model.camencode
         self._bevencode: Any = self.model.bevencode
         self._pooling: FixedPooling | None = None

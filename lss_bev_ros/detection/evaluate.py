@@ -9,7 +9,7 @@ IoU distance (``1 - IoU``, pairs below ``iou_threshold`` not matchable).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +79,8 @@ class DetectionEval:
     _tp: dict = field(default_factory=lambda: defaultdict(list))
     _n_gt: np.ndarray | None = None
     images: int = 0
+    top_k: int = 100
+    _agnostic_hits: int = 0
 
     def add(self, pred: Detections, gt_xyxy: np.ndarray, gt_cls: np.ndarray) -> None:
         """One image: predictions (any confidence) and its GT boxes."""
@@ -88,13 +90,20 @@ class DetectionEval:
         for c in gt_cls:
             self._n_gt[c] += 1
         m = match_greedy(pred.xyxy, pred.conf, pred.cls, gt_xyxy, gt_cls, self.iou_threshold)
+        # class-agnostic recall of the top_k boxes (COCO-style AR@k at one IoU): sensitive to
+        # box quality early in training, before class scores are calibrated
+        top = np.argsort(-pred.conf, kind="stable")[: self.top_k]
+        agn = match_greedy(pred.xyxy[top], pred.conf[top], np.zeros(len(top)), gt_xyxy,
+                           np.zeros(len(gt_cls)), self.iou_threshold)
+        self._agnostic_hits += int((agn >= 0).sum())
         for c, s, ok in zip(pred.cls, pred.conf, m >= 0, strict=True):
             self._scores[int(c)].append(float(s))
             self._tp[int(c)].append(bool(ok))
         self.images += 1
 
     def summary(self) -> dict[str, float]:
-        """``precision``, ``recall`` (at conf_threshold, all classes), ``map50``, ``ap50/<c>``."""
+        """``precision``, ``recall`` (at conf_threshold, all classes), ``map50``, ``ap50/<c>``,
+        ``ar100`` (class-agnostic recall of the 100 best boxes per image)."""
         n_gt = self._n_gt if self._n_gt is not None else np.zeros(self.n_classes, np.int64)
         out: dict[str, float] = {}
         aps = []
@@ -113,6 +122,7 @@ class DetectionEval:
         out["map50"] = float(np.mean(aps)) if aps else float("nan")
         out["precision"] = tp_all / (tp_all + fp_all) if tp_all + fp_all else float("nan")
         out["recall"] = tp_all / total_gt if total_gt else float("nan")
+        out[f"ar{self.top_k}"] = self._agnostic_hits / total_gt if total_gt else float("nan")
         out["gt_boxes"] = float(total_gt)
         out["images"] = float(self.images)
         return out
@@ -167,3 +177,117 @@ class TrackingEval:
             "precision": float(row["precision"]),
             "recall": float(row["recall"]),
         }
+
+
+def drop_ignored(pred: Detections, gt_xyxy: np.ndarray, ignore_xyxy: np.ndarray,
+                 iou_threshold: float = 0.5) -> Detections:
+    """Remove predictions that only match ignored GT (e.g. boxes too small to evaluate)."""
+    if len(pred) == 0 or len(ignore_xyxy) == 0:
+        return pred
+    hits_ignored = box_iou(pred.xyxy, ignore_xyxy).max(axis=1) >= iou_threshold
+    if len(gt_xyxy):
+        hits_ignored &= box_iou(pred.xyxy, gt_xyxy).max(axis=1) < iou_threshold
+    return pred.select(~hits_ignored)
+
+
+@dataclass
+class SceneEvalResult:
+    """Output of :func:`evaluate_on_scenes`."""
+
+    detection: dict[str, float]
+    tracking: dict[str, float]
+    sets: int
+    seconds: float
+
+
+def evaluate_sets(
+    detector,
+    sequences: Iterable[tuple[str, Iterable[list[tuple[str, np.ndarray, object]]]]],
+    conf_threshold: float = 0.25,
+    min_height_px: float = 0.0,
+    tracker_config=None,
+    iou_threshold: float = 0.5,
+) -> SceneEvalResult:
+    """Detection + tracking quality of ``detector`` (a :class:`BatchedDetector`).
+
+    ``sequences``: (name, sets) pairs; each set is a list of (camera, H x W x 3 RGB, GTFrame)
+    that goes through ONE batched call. A fresh ByteTrack per sequence runs per camera exactly as
+    detector_node does (fed down to its low threshold, reporting
+    :func:`~lss_bev_ros.detection.tracking.publishable`). The detector's own ``conf`` should be
+    low (e.g. 0.01) so AP sees the whole score range; P/R use ``conf_threshold``. GT boxes lower
+    than ``min_height_px`` are ignored: neither missed nor matched.
+    """
+    import time
+
+    from lss_bev_ros.detection.tracking import MultiCameraTracker, TrackerConfig, publishable
+
+    t0 = time.perf_counter()
+    det_eval = DetectionEval(len(detector.names), iou_threshold, conf_threshold)
+    trk_eval = TrackingEval(iou_threshold)
+    cfg = tracker_config or TrackerConfig()
+    n_sets = 0
+    for name, sets in sequences:
+        tracker = None
+        for cam_set in sets:
+            cams = [c for c, _, _ in cam_set]
+            if tracker is None:
+                tracker = MultiCameraTracker(cams, cfg)
+            dets = detector.detect([im for _, im, _ in cam_set])
+            for (cam, _, g), d in zip(cam_set, dets, strict=True):
+                h = g.xyxy[:, 3] - g.xyxy[:, 1]
+                valid = h >= min_height_px
+                gxy, gcls = g.xyxy[valid], g.cls[valid]
+                gids = [i for i, v in zip(g.instance, valid, strict=True) if v]
+                ignored = g.xyxy[~valid]
+                det_eval.add(drop_ignored(d, gxy, ignored, iou_threshold), gxy, gcls)
+                tracked = tracker.update(cam, d.select(d.conf >= cfg.track_low_thresh))
+                hyp = drop_ignored(publishable(tracked, conf_threshold), gxy, ignored,
+                                   iou_threshold)
+                trk_eval.update(f"{name}/{cam}", gids, gxy, hyp)
+            n_sets += 1
+    return SceneEvalResult(det_eval.summary(), trk_eval.summary(), n_sets,
+                           time.perf_counter() - t0)
+
+
+def nuscenes_sequences(nusc, scene_names: Sequence[str], cameras: Sequence[str],
+                       gt_config=None) -> Iterator[tuple[str, Iterator[list]]]:
+    """(scene name, key-frame sets) of a nuScenes root, for :func:`evaluate_sets`."""
+    import cv2
+
+    from lss_bev_ros.detection.gt import camera_gt, scenes_by_name
+
+    scenes = scenes_by_name(nusc)
+
+    def sets(tok: str) -> Iterator[list]:
+        while tok:
+            sample = nusc.get("sample", tok)
+            out = []
+            for c in cameras:
+                g = camera_gt(nusc, sample["data"][c], gt_config)
+                out.append((c, cv2.cvtColor(cv2.imread(str(g.image_path)), cv2.COLOR_BGR2RGB),
+                            g))
+            yield out
+            tok = sample["next"]
+
+    for name in scene_names:
+        yield name, sets(nusc.get("scene", scenes[name])["first_sample_token"])
+
+
+def rendered_sequences(seed: int, scene_indices: Sequence[int], cameras: Sequence[str],
+                       rate_hz: float = 10.0, duration_s: float = 4.5, gt_config=None
+                       ) -> Iterator[tuple[str, Iterator[list]]]:
+    """(name, sets) of scenes rendered at camera rate (see :mod:`.sequences`)."""
+    from lss_bev_ros.detection.sequences import render_sequence
+
+    for i in scene_indices:
+        frames = render_sequence(seed, i, cameras, rate_hz, duration_s, gt_config)
+        yield f"seed{seed}-scene{i}", ([(f.camera, f.rgb, f.gt) for f in fs] for fs in frames)
+
+
+def evaluate_on_scenes(detector, nusc, scene_names: Sequence[str], cameras: Sequence[str],
+                       conf_threshold: float = 0.25, min_height_px: float = 0.0,
+                       tracker_config=None, gt_config=None, iou_threshold: float = 0.5
+                       ) -> SceneEvalResult:
+    """:func:`evaluate_sets` on the key frames of nuScenes scenes."""
+    return evaluate_sets(detector, nuscenes_sequences(nusc, scene_names, cameras, gt_config),
+                         conf_threshold, min_height_px, tracker_config, iou_threshold)

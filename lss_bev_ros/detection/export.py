@@ -21,7 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from lss_bev_ros.detection.detector import import_ultralytics, resolve_weights
+from lss_bev_ros.detection.detector import (
+    DetectorLoadError,
+    import_ultralytics,
+    resolve_weights,
+)
 
 TENSORRT_HELP = (
     "TensorRT Python bindings are not installed, so no .engine can be built here. "
@@ -63,7 +67,10 @@ def export_yolo(
     """
     if fmt not in ("onnx", "engine"):
         raise ExportError(f"unsupported format {fmt!r} (onnx or engine)")
-    src = resolve_weights(weights)
+    try:
+        src = resolve_weights(weights)
+    except DetectorLoadError as exc:
+        raise ExportError(str(exc)) from exc
     if src.suffix.lower() != ".pt":
         raise ExportError(f"export needs PyTorch weights (.pt), got {src}")
     if batch < 1:

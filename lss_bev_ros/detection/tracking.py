@@ -114,3 +114,15 @@ class MultiCameraTracker:
     def lost_tracks(self, camera: str) -> int:
         """Tracks currently lost (kept for re-identification up to ``track_buffer`` frames)."""
         return len(self._trackers[camera].lost_stracks)
+
+
+def detector_conf(conf_threshold: float, tracking: bool, config: TrackerConfig) -> float:
+    """Score threshold for the detector itself: with tracking, low enough for ByteTrack's
+    second association (``track_low_thresh``), as ultralytics' ``model.track`` does."""
+    return min(conf_threshold, config.track_low_thresh) if tracking else conf_threshold
+
+
+def publishable(dets: Detections, conf_threshold: float) -> Detections:
+    """Detections to report: score >= ``conf_threshold``, plus lower-score ones that continue a
+    confirmed track (ByteTrack's second association)."""
+    return dets.select((dets.conf >= conf_threshold) | (dets.track_id != TRACK_ID_NONE))

@@ -93,6 +93,23 @@ def write_yolo_dataset(
     return YoloDatasetSummary(yaml_path, counts, boxes)
 
 
+def untrained_weights(path: str | Path, model_cfg: str = "yolo11n.yaml") -> Path:
+    """Save a randomly initialised ``model_cfg`` network with our classes (a baseline)."""
+    from lss_bev_ros.detection.detector import import_ultralytics
+
+    import_ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    y = YOLO(model_cfg, task="detect")
+    y.model = DetectionModel(model_cfg, nc=len(CLASS_NAMES), verbose=False)
+    y.model.names = dict(enumerate(CLASS_NAMES))
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    y.save(out)
+    return out
+
+
 def train_yolo(
     data_yaml: str | Path,
     project: str | Path,

@@ -54,6 +54,7 @@ from lss_bev_ros.nodes.common import (
     sensor_qos,
     stamp_to_sec,
 )
+from lss_bev_ros.nodes.eval_node import wait_for_file
 from lss_bev_ros.sync import LatestSlot, StampSynchronizer, SyncedSet
 from lss_bev_ros.visualization import colorize_bev
 
@@ -105,6 +106,9 @@ class BevNode(PerceptionNode):
                   read_only=True, validator=_pattern),
         ParamSpec("rig_file", "", "rig calibration YAML (sensor -> base_link extrinsics, "
                   "written by lss-bev-bag convert / frame_player_node)", read_only=True),
+        ParamSpec("rig_wait_s", 10.0, "on configure, wait this long for rig_file to appear "
+                  "(launch starts the player that writes it in parallel)", read_only=True,
+                  min=0.0, max=600.0),
         ParamSpec("use_tf_static", True, "take extrinsics from /tf_static when tf2_ros is "
                   "importable (overrides the rig file per camera)", read_only=True),
         ParamSpec("weights", "", "LSS checkpoint (.pt, loaded with weights_only=True); empty: "
@@ -187,6 +191,7 @@ class BevNode(PerceptionNode):
             raise RuntimeError("parameter rig_file is empty: the BEV node needs the camera "
                                "extrinsics (write one with lss-bev-bag convert or "
                                "frame_player_node rig_file_out)")
+        wait_for_file(rig_file, float(self.p("rig_wait_s")))
         try:
             self.rig = load_rig_yaml(rig_file).subset(cams)
         except CalibrationError as exc:

@@ -54,7 +54,12 @@ from lss_bev_ros.detection.detector import (
     DetectorLoadError,
     resolve_weights,
 )
-from lss_bev_ros.detection.tracking import MultiCameraTracker, TrackerConfig
+from lss_bev_ros.detection.tracking import (
+    MultiCameraTracker,
+    TrackerConfig,
+    detector_conf,
+    publishable,
+)
 from lss_bev_ros.detection.types import Detections
 from lss_bev_ros.detection.visualize import annotate, bearing_rays, color_for, label_text
 from lss_bev_ros.msg import Detection2D, Detection2DArray, PipelineTiming
@@ -133,7 +138,7 @@ def _imgsz(v: int) -> str | None:
 
 
 _DETECTOR_PARAMS = {"imgsz", "conf_threshold", "iou_threshold", "classes", "half", "device",
-                    "max_det"}
+                    "max_det", "tracking", "track_low_thresh"}
 _TRACKER_PARAMS = {"track_high_thresh", "track_low_thresh", "new_track_thresh", "track_buffer",
                    "match_thresh"}
 _SYNC_PARAMS = {"sync_tolerance_s", "missing_timeout_s", "allow_partial"}
@@ -198,7 +203,9 @@ class DetectorNode(PerceptionNode):
                   f"{sorted(WEIGHT_SUFFIXES)}. A change reloads the model", validator=_weights),
         ParamSpec("imgsz", 640, "network input size, pixels (long side, multiple of 32)",
                   min=32, max=4096, validator=_imgsz),
-        ParamSpec("conf_threshold", 0.25, "minimum detection score", min=0.0, max=1.0),
+        ParamSpec("conf_threshold", 0.25, "minimum score of a published detection (with "
+                  "tracking the detector runs down to track_low_thresh; lower-score boxes are "
+                  "published only when they continue a track)", min=0.0, max=1.0),
         ParamSpec("iou_threshold", 0.45, "NMS IoU threshold", min=0.0, max=1.0),
         ParamSpec("classes", "", "comma-separated class names or indices to keep; empty: all",
                   validator=_classes),
@@ -270,7 +277,8 @@ class DetectorNode(PerceptionNode):
         return DetectorConfig(
             weights=str(self.p("weights")),
             imgsz=int(self.p("imgsz")),
-            conf=float(self.p("conf_threshold")),
+            conf=detector_conf(float(self.p("conf_threshold")), bool(self.p("tracking")),
+                               self._tracker_config()),
             iou=float(self.p("iou_threshold")),
             classes=parse_classes(self.p("classes"), names) if names is not None else None,
             half=bool(self.p("half")),
@@ -523,6 +531,8 @@ class DetectorNode(PerceptionNode):
         t2 = time.perf_counter()
         if self.p("tracking"):
             dets = [tracker.update(f.name, d) for f, d in zip(frames, dets, strict=True)]
+        conf = float(self.p("conf_threshold"))
+        dets = [publishable(d, conf) for d in dets]
         t3 = time.perf_counter()
         self._publish(frames, dets, det.names)
         t4 = time.perf_counter()

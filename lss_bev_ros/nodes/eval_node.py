@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
@@ -45,6 +47,16 @@ from lss_bev_ros.nodes.common import (
 _KINDS = ("lidar", "gt_boxes", "lidar_in_boxes")
 
 
+def wait_for_file(path: str, timeout_s: float) -> bool:
+    """Poll until ``path`` exists (True) or ``timeout_s`` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not Path(path).exists():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def _topic(v: str) -> str | None:
     return None if v.startswith("/") or v == "" else "must be an absolute topic (start with /)"
 
@@ -66,6 +78,9 @@ class EvalNode(PerceptionNode):
                   read_only=True, choices=_KINDS),
         ParamSpec("rig_file", "", "rig calibration YAML with the LiDAR extrinsic (lidar -> "
                   "base_link); empty: clouds must already be in the grid frame", read_only=True),
+        ParamSpec("rig_wait_s", 10.0, "on configure, wait this long for rig_file to appear "
+                  "(launch starts the player that writes it in parallel)", read_only=True,
+                  min=0.0, max=600.0),
         ParamSpec("grid_frame", "base_link", "frame of the BEV grid (and of the GT boxes)",
                   read_only=True),
         ParamSpec("threshold", 0.5, "occupancy probability counted as occupied", min=0.0,
@@ -104,6 +119,7 @@ class EvalNode(PerceptionNode):
         rig_file = self.p("rig_file")
         self._lidar_tf = None
         if rig_file:
+            wait_for_file(rig_file, float(self.p("rig_wait_s")))
             try:
                 rig = load_rig_yaml(rig_file)
             except CalibrationError as exc:

@@ -331,7 +331,10 @@ def test_parameters_are_validated_and_bad_weights_fail_configure(ros_context, sy
         assert node.detector.config.classes == (5, 0)
         assert not node.set_parameters([Parameter("classes", value="80")])[0].successful
         assert node.set_parameters([Parameter("conf_threshold", value=0.4)])[0].successful
+        assert node.detector.config.conf == pytest.approx(0.1)  # ByteTrack's low threshold
+        assert node.set_parameters([Parameter("tracking", value=False)])[0].successful
         assert node.detector.config.conf == pytest.approx(0.4)
+        assert node.set_parameters([Parameter("tracking", value=True)])[0].successful
         assert node.set_parameters([Parameter("track_buffer", value=5)])[0].successful
         assert node.tracker.config.track_buffer == 5
 
@@ -347,7 +350,7 @@ def test_parameters_are_validated_and_bad_weights_fail_configure(ros_context, sy
                 io.wait_set(t)
             else:
                 assert io.spin_until(
-                    lambda: node.diag.counters.get("frames_skipped", 0) >= int(t) // 2, 10)
+                    lambda t=t: node.diag.counters.get("frames_skipped", 0) >= int(t) // 2, 10)
         assert not io.arrays_at(2.0) and not io.arrays_at(4.0)
     finally:
         if node.active:

@@ -104,6 +104,7 @@ def test_detection_and_tracking_eval():
     assert s["recall"] == pytest.approx(0.5)
     assert s["precision"] == pytest.approx(2 / 3)
     assert 0 < s["map50"] < 1
+    assert s["ar100"] == pytest.approx(0.5)
 
     te = TrackingEval()
     for t in range(5):

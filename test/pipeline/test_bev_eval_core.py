@@ -94,12 +94,12 @@ class _Obj:
         self.__dict__.update(kw)
 
 
-def _marker(ns, x, y, yaw, l, w, frame="base_link", action=0, mtype=1):
+def _marker(ns, x, y, yaw, length, w, frame="base_link", action=0, mtype=1):
     return _Obj(
         ns=ns, id=0, action=action, type=mtype, header=_Obj(frame_id=frame),
         pose=_Obj(position=_Obj(x=x, y=y, z=0.8),
                   orientation=_Obj(x=0.0, y=0.0, z=math.sin(yaw / 2), w=math.cos(yaw / 2))),
-        scale=_Obj(x=l, y=w, z=1.5),
+        scale=_Obj(x=length, y=w, z=1.5),
     )
 
 

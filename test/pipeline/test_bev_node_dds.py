@@ -62,10 +62,10 @@ class Rig:
         self.io = Node("bev_test_io", context=ctx)
         typ = CompressedImage if compressed else Image
         suffix = "/compressed" if compressed else ""
-        self.pub_img = {c: self.io.create_publisher(typ, f"/cameras/{c.lower()}/image_raw{suffix}",
-                                                     10) for c in NUSCENES_CAMERAS}
-        self.pub_info = {c: self.io.create_publisher(CameraInfo, f"/cameras/{c.lower()}/camera_info",
-                                                      10) for c in NUSCENES_CAMERAS}
+        self.pub_img = {c: self.io.create_publisher(
+            typ, f"/cameras/{c.lower()}/image_raw{suffix}", 10) for c in NUSCENES_CAMERAS}
+        self.pub_info = {c: self.io.create_publisher(
+            CameraInfo, f"/cameras/{c.lower()}/camera_info", 10) for c in NUSCENES_CAMERAS}
         self.grids: list[OccupancyGrid] = []
         self.bev_images: list[Image] = []
         self.timings: list[PipelineTiming] = []
@@ -166,7 +166,7 @@ def test_bev_node_outputs_and_bad_raw_input(ros_context, small_rig, camera_image
         assert data.size == 40000 and data.min() >= -1 and data.max() <= 100
         full_unknown = _unknown(g)
         assert 0 < full_unknown < 40000 * 0.6  # cells nobody sees (ego, far corners) are -1
-        prob, known = occupancy_to_probability(g.data, 200, 200)
+        _, known = occupancy_to_probability(g.data, 200, 200)
         assert known.sum() == 40000 - full_unknown
         assert r.spin_until(lambda: r.timings and r.bev_images, 10.0)
         tm = r.timings[0]
@@ -237,5 +237,17 @@ def test_bev_node_corrupt_jpeg(ros_context, small_rig, camera_images):
         assert "CAM_FRONT_LEFT" in r.diag["last_error.corrupt_image"]
         r.publish_set(3.0)
         assert _unknown(r.wait_grid(3.0)) == _unknown(g1)
+        # lifecycle: deactivate frees the model and stops output; activate brings it back
+        from rclpy.lifecycle import TransitionCallbackReturn as Ret
+
+        assert r.node.trigger_deactivate() == Ret.SUCCESS
+        assert r.node.processor is None and r.node.backend is None and not r.node.active
+        r.publish_set(4.0)
+        assert not r.spin_until(lambda: any(x.header.stamp == _t(4.0) for x in r.grids), 2.0)
+        assert r.node.trigger_activate() == Ret.SUCCESS and r.node.active
+        assert r.spin_until(lambda: all(p.get_subscription_count() > 0
+                                        for p in r.pub_img.values()), 20.0)
+        r.publish_set(5.0)
+        r.wait_grid(5.0)
     finally:
         r.close()

@@ -116,9 +116,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_resolve_rejects_undeclared_key_wrong_type_and_unknown_node(tmp_path):
-    with pytest.raises(PipelineConfigError, match="does not declare.*treshold"):
+    with pytest.raises(PipelineConfigError, match=r"does not declare.*treshold"):
         resolve(_write(tmp_path, "eval_node:\n  ros__parameters:\n    treshold: 0.5\n"))
-    with pytest.raises(PipelineConfigError, match="threshold.*not a float"):
+    with pytest.raises(PipelineConfigError, match=r"threshold.*not a float"):
         resolve(_write(tmp_path, "eval_node:\n  ros__parameters:\n    threshold: high\n"))
     with pytest.raises(PipelineConfigError, match="maximum"):
         resolve(_write(tmp_path, "eval_node:\n  ros__parameters:\n    threshold: 2.0\n"))
@@ -152,3 +152,19 @@ def test_pipeline_cli_check(capsys):
     out = capsys.readouterr().out
     assert "bev_node" in out and "eval_node" in out and "frame_player_node" in out
     assert pipeline.main(["--params-file", "/nonexistent.yaml", "--check"]) == 2
+
+
+def test_pipeline_cli_runs_and_stops_cleanly(tmp_path):
+    """``python -m lss_bev_ros.pipeline --params-file F --duration S`` in its own process."""
+    import os
+    import subprocess
+    import sys
+
+    p = _write(tmp_path, "eval_node:\n  ros__parameters:\n    reference: gt_boxes\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lss_bev_ros.pipeline", "--params-file", str(p),
+         "--duration", "2"], check=False, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    assert "[pipeline] running eval_node" in proc.stdout
+    assert "eval_node: active=True" in proc.stdout and "[pipeline] stopping" in proc.stdout

@@ -42,9 +42,9 @@ def _params(path: Path, bag: Path, weights: Path, thr: float, reference: str) ->
 def test_offline_metrics_equal_online_eval_node(ros_context, synth_bag: Path, lss_weights,
                                                 offline, tmp_path: Path) -> None:
     import rclpy
-    from lss_bev_ros.msg import BevMetrics
 
     from lss_bev_ros import pipeline
+    from lss_bev_ros.msg import BevMetrics
 
     report, _ = offline
     weights, thr = lss_weights

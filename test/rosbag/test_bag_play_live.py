@@ -85,9 +85,9 @@ def test_play_at_rate_into_live_subscriber(ros_context, synth_bag: Path, rate: f
     gaps = np.diff(arrivals)
     expected = np.diff(want) * 1e-9 / rate
     assert np.median(gaps) == pytest.approx(np.median(expected), abs=0.06)
-    assert np.all(np.abs(gaps - expected) < 0.15), gaps
+    assert np.all(np.abs(gaps - expected) < 0.2), gaps  # loaded CI machines jitter
     span = arrivals[-1] - arrivals[0]
-    assert span == pytest.approx((want[-1] - want[0]) * 1e-9 / rate, abs=0.15)
+    assert span == pytest.approx((want[-1] - want[0]) * 1e-9 / rate, abs=0.2)
     # /clock: bag time, non-decreasing, inside the bag's span
     clock = [m.clock.sec * 1_000_000_000 + m.clock.nanosec for _, m in rec.got["/clock"]]
     assert len(clock) >= 10
@@ -253,7 +253,7 @@ def test_cli_play_subprocess(ros_context, synth_bag: Path) -> None:
     rec = Recorder(sub_node, {"/odom": Odometry})
     proc = subprocess.Popen(
         [sys.executable, "-m", "rosbag_tools.cli", "play", str(synth_bag), "--rate", "4",
-         "--topics", "/odom", "--delay", "2.0"],
+         "--topics", "/odom", "--delay", "0.5", "--wait-for-subscribers", "30"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
     )
     try:

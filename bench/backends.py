@@ -1,0 +1,158 @@
+"""Benchmark the LSS inference backends side by side in one run.
+
+    python bench/backends.py                      # full model, 6 x 128 x 352, CPU
+    python bench/backends.py --config small --iters 3
+    python bench/backends.py --compile            # also torch.compile (minutes to compile)
+    python bench/backends.py --device cuda        # GPU variants (fp16, CUDA graphs, EPs)
+
+For every backend variant that can run here: per-stage and whole-model milliseconds (median over
+``--iters`` frames after ``--warmup``), speed-up versus torch eager fp32, and the max abs logit
+difference from torch eager on the same frame. Frames are timed round-robin (frame i of every
+variant before frame i + 1 of any) so load changes on a shared machine hit all variants alike.
+Variants that are unavailable are listed with the reason, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lss_bev_ros.backends import BackendUnavailableError, create_backend
+from lss_bev_ros.backends.base import BackendOptionError
+from lss_bev_ros.backends.rig import calibration_tensors, random_images
+from lss_bev_ros.lss.config import LSSConfig
+from lss_bev_ros.lss.model import LiftSplatShoot
+
+STAGE_COLS = ("camera_encoder", "voxel_pooling", "bev_encoder", "whole_model")
+
+
+def variants(device: str, compile_: bool) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, backend name, options) to try; the first is the baseline."""
+    v: list[tuple[str, str, dict[str, Any]]] = [
+        ("torch fp32 (baseline)", "torch", {}),
+        ("torch fp32 channels_last", "torch", {"channels_last": True}),
+        ("torch fp32 jit freeze (BN folded)", "torch", {"jit": "freeze"}),
+        ("torch fp32 jit optimize_for_inference", "torch", {"jit": "optimize"}),
+        ("torch bf16 autocast", "torch", {"precision": "bf16"}),
+        ("torch bf16 autocast channels_last", "torch",
+         {"precision": "bf16", "channels_last": True}),
+    ]
+    if compile_:
+        v.append(("torch_compile fp32", "torch_compile", {}))
+    v += [
+        ("onnxruntime whole graph (gather_cumsum)", "onnxruntime", {}),
+        ("onnxruntime whole graph (scatter_nd)", "onnxruntime", {"pooling_op": "scatter_nd"}),
+        ("onnxruntime whole graph, basic graph opt", "onnxruntime",
+         {"graph_optimization": "basic"}),
+        ("onnxruntime stages (demo split)", "onnxruntime", {"mode": "stages"}),
+    ]
+    if device == "cuda":
+        v += [
+            ("torch fp16 autocast channels_last", "torch",
+             {"precision": "fp16", "channels_last": True}),
+            ("cuda_graphs fp16", "cuda_graphs", {"precision": "fp16"}),
+            ("tensorrt fp16", "tensorrt", {"precision": "fp16"}),
+        ]
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", choices=("full", "small"), default="full")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="torch + onnxruntime threads")
+    ap.add_argument("--compile", action="store_true", help="include torch_compile")
+    ap.add_argument("--only", nargs="*", default=None, help="substrings of labels to run")
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None, help="also write results as JSON")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = LSSConfig() if args.config == "full" else LSSConfig.small()
+    torch.manual_seed(0)
+    model = LiftSplatShoot(cfg).eval()
+    calib = calibration_tensors(cfg)
+    imgs = random_images(cfg, seed=1)
+    H, W = cfg.image.final_dim
+    print(f"LSS {args.config}: {cfg.image.ncams} cameras x {H} x {W}, "
+          f"{cfg.grid.num_depth_bins} depth bins, BEV {cfg.grid.bev_shape}; device {args.device},"
+          f" torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+
+    runs: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for label, name, opts in variants(args.device, args.compile):
+        if args.only and label != variants(args.device, False)[0][0] and not any(
+            s in label for s in args.only
+        ):
+            continue
+        t0 = time.perf_counter()
+        extra = {"threads": args.threads} if name == "onnxruntime" and args.threads else {}
+        try:
+            backend = create_backend(name, model, device=args.device,
+                                     cache_dir=args.cache_dir, **opts, **extra)
+            backend.set_calibration(*calib)
+            for _ in range(args.warmup):
+                backend.infer(imgs)
+        except (BackendUnavailableError, BackendOptionError) as exc:
+            skipped.append((label, str(exc)))
+            continue
+        runs.append({"label": label, "backend": backend, "name": backend.name,
+                     "setup_s": time.perf_counter() - t0, "totals": [], "stages": []})
+        print(f"  ready: {label:42s} setup {runs[-1]['setup_s']:.1f} s", flush=True)
+
+    ref_logits = None
+    for i in range(args.iters):
+        for r in runs:
+            t = time.perf_counter()
+            logits, stages = r["backend"].infer(imgs)
+            r["totals"].append((time.perf_counter() - t) * 1e3)
+            r["stages"].append(stages)
+            if r is runs[0]:
+                ref_logits = logits
+            r["err"] = float((logits - ref_logits).abs().max()) if ref_logits is not None else 0
+        print(f"  round {i + 1}/{args.iters} done", flush=True)
+
+    base = statistics.median(runs[0]["totals"])
+    header = (f"{'variant':42s} {'cam_enc':>8s} {'pool':>7s} {'bev_enc':>8s} {'whole':>8s} "
+              f"{'total':>8s} {'speedup':>8s} {'max|err|':>9s}")
+    print("\nmedian ms per frame (" + f"{args.iters} frames, round-robin)")
+    print(header)
+    print("-" * len(header))
+    table = []
+    for r in runs:
+        med = {c: statistics.median([s.get(c, float("nan")) for s in r["stages"]])
+               for c in STAGE_COLS}
+        total = statistics.median(r["totals"])
+        row = {"variant": r["label"], "backend": r["name"], "total_ms": total,
+               "speedup": base / total, "max_abs_err": r["err"], "setup_s": r["setup_s"],
+               **{f"{c}_ms": med[c] for c in STAGE_COLS}}
+        table.append(row)
+        cells = " ".join(f"{med[c]:8.1f}" if med[c] == med[c] else f"{'-':>8s}"
+                         for c in STAGE_COLS)
+        print(f"{r['label']:42s} {cells} {total:8.1f} {base / total:7.2f}x {r['err']:9.1e}")
+    for label, why in skipped:
+        print(f"{label:42s} unavailable: {why}")
+    best = max(table, key=lambda row: row["speedup"])
+    print(f"\nbest: {best['variant']} ({best['backend']}) {best['speedup']:.2f}x vs torch eager "
+          "fp32")
+    if args.json:
+        args.json.write_text(json.dumps({"config": args.config, "device": args.device,
+                                         "rows": table, "skipped": skipped}, indent=2))
+    for r in runs:
+        r["backend"].close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
