@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max grid <-> reference stamp difference (s)")
     e.add_argument("--categories", nargs="*", default=["vehicle."],
                    help="GT box category prefixes (default vehicle.)")
-    e.add_argument("--torch-threads", type=int, default=0, help="torch threads (0: default)")
+    e.add_argument("--torch-threads", type=int, default=0,
+                   help="torch intra-op threads (0: torch default; 1 is much faster when the "
+                        "CPU is oversubscribed)")
     e.add_argument("--decode-reduction", type=int, default=0, choices=(0, 1, 2, 4, 8),
                    help="decode JPEGs at 1/k size as bev_node does (0: auto)")
     e.add_argument("--max-frames", type=int, default=None, help="stop after N frames")

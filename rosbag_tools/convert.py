@@ -351,13 +351,13 @@ def _scene_events(nusc, scene: dict, opts: ConvertOptions) -> tuple[list[_Event]
             add(t_ns, info_topic, MSG_CAMERA_INFO, build_info)
             add(t_ns, img_topic, MSG_COMPRESSED, build_img)
 
-    lidar_sds = _scene_sample_data(nusc, scene, LIDAR_CHANNEL, True)
+    lidar_sds = _scene_sample_data(nusc, scene, LIDAR_CHANNEL, opts.sweeps)
     lidar_frame = frame_id_for(LIDAR_CHANNEL)
     for sd in lidar_sds:
         cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         static.setdefault(lidar_frame, (cs["translation"], cs["rotation"]))
         ego_poses[sd["ego_pose_token"]] = nusc.get("ego_pose", sd["ego_pose_token"])
-        if opts.lidar and (opts.sweeps or sd["is_key_frame"]):
+        if opts.lidar:
             t_ns = int(sd["timestamp"]) * 1000
             path = root / sd["filename"]
             if not path.is_file():

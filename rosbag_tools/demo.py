@@ -116,6 +116,7 @@ def run_demo(
     weights: str | Path | None = None,
     detector: bool = True,
     report: bool = True,
+    torch_threads: int = 1,
 ) -> DemoResult:
     """Run the whole demo (see module docstring); ``duration`` > 0 loops the bag that long."""
     import rclpy
@@ -217,7 +218,7 @@ def run_demo(
             backend=str(bev_params.get("backend", "torch")),
             device=str(bev_params.get("device", "cpu")),
             decode_reduction=int(bev_params.get("decode_reduction", 0)),
-            video=result.report_dir / "replay.mp4"))
+            video=result.report_dir / "replay.mp4", torch_threads=torch_threads))
         result.offline = rep.summary
         print(rep.summary_text(), flush=True)
         _log(f"report: {result.report_dir} (summary.txt, frames.csv, iou_over_time.png, "
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="BEV checkpoint (default models/...)")
     ap.add_argument("--no-detector", action="store_true", help="leave out detector_node")
     ap.add_argument("--no-report", action="store_true", help="skip the offline evaluation")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch threads of the offline evaluation (default 1, like bev_node's "
+                         "worker thread; 0: torch default)")
     a = ap.parse_args(argv)
     if not a.rate > 0 or a.duration < 0 or math.isnan(a.duration):
         ap.error("--rate must be > 0 and --duration >= 0")
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run_demo(a.workdir, a.duration, a.port, a.rate, a.samples, a.params_file, a.weights,
-                 not a.no_detector, not a.no_report)
+                 not a.no_detector, not a.no_report, a.torch_threads)
     except (BagToolError, PipelineConfigError) as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 1

@@ -104,7 +104,7 @@ class EvalOptions:
     missing_timeout_s: float = 1.0
     missing_camera_policy: str = "mask"
     seed: int = 0
-    torch_threads: int = 0
+    torch_threads: int = 0  # 0: torch default; 1 is much faster on an oversubscribed CPU
     warmup: bool = True  # one untimed blank frame first (as bev_node's ``warmup``)
     max_frames: int | None = None
     video: Path | None = None
@@ -346,14 +346,25 @@ class ReplayEvaluator:
 
     # ----------------------------------------------------------------------------------- run
     def run(self) -> EvalReport:
+        """Evaluate the whole bag (``torch_threads`` applied for this run only)."""
         import torch
+
+        opts = self.opts
+        prev_threads = torch.get_num_threads()
+        if opts.torch_threads > 0:
+            torch.set_num_threads(int(opts.torch_threads))
+        try:
+            return self._run()
+        finally:
+            if torch.get_num_threads() != prev_threads:
+                torch.set_num_threads(prev_threads)  # process-wide setting: restore it
+
+    def _run(self) -> EvalReport:
         from tqdm import tqdm
 
         from lss_bev_ros.bev_processor import BevInputError, BevProcessor, make_backend
 
         opts = self.opts
-        if opts.torch_threads > 0:
-            torch.set_num_threads(int(opts.torch_threads))
         t_start = time.perf_counter()
         with open_bag(self.bag) as reader:
             rig, self.rig_source = load_rig_for_bag(self.bag, reader, opts.rig)

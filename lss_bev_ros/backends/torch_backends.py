@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -101,7 +102,9 @@ class TorchBackend(LSSBackend):
         img = torch.zeros(num_cams, 3, H, W, device=self.device).to(memory_format=fmt)
         bev = torch.zeros(1, self.cfg.bev_channels, X, Y, device=self.device)
         bev = bev.to(memory_format=fmt)
-        with self._autocast():
+        with self._autocast(), warnings.catch_warnings():
+            # shapes are static for a given rig: the tracer's python-int warnings are expected
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             cam = torch.jit.freeze(torch.jit.trace(self.model.camencode, img, check_trace=False))
             bevm = torch.jit.freeze(torch.jit.trace(self.model.bevencode, bev, check_trace=False))
         if self.jit == "optimize":

@@ -122,7 +122,8 @@ def train_yolo(
     val: bool = True,
     **overrides,
 ) -> Path:
-    """ultralytics' trainer on a fresh ``model_cfg`` network (CPU); returns the best weights."""
+    """ultralytics' trainer (CPU) on a fresh ``model_cfg`` network, or continuing from our own
+    ``.pt`` weights; returns the best weights."""
     from lss_bev_ros.detection.detector import import_ultralytics
 
     import_ultralytics()
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--imgsz", type=int, default=416)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--model", default="yolo11n.yaml", help="ultralytics model config")
+    parser.add_argument("--model", default="yolo11n.yaml",
+                        help="ultralytics model config (from scratch), or a .pt of ours to "
+                        "continue training from")
     parser.add_argument("--out", help="copy the best weights here (e.g. models/yolo_synth/...)")
     args = parser.parse_args(argv)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,14 +100,27 @@ def _torch_load(path: Path, map_location: Any) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
+        msg = str(e)
+        if "Unsupported global" in msg or "GLOBAL" in msg:
+            what = next((ln.strip() for ln in msg.splitlines() if "GLOBAL" in ln), "")
             raise ValueError(
-                f"refusing to load {path}: it holds objects other than tensors and plain data "
-                f"(torch.load weights_only=True rejected it: {str(e).splitlines()[0]})"
+                f"refusing to load {path}: it holds objects other than tensors and plain data, "
+                f"which torch.load(weights_only=True) rejects ({what or msg.splitlines()[0]})"
             ) from e
-        raise ValueError(f"corrupt or unreadable checkpoint {path}: {e}") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError) as e:
-        raise ValueError(f"corrupt or unreadable checkpoint {path}: {e}") from e
+        raise ValueError(f"corrupt or unreadable checkpoint {path}: {_short(msg)}") from e
+    except Exception as e:  # garbage input makes the unpickler fail in many ways
+        raise ValueError(
+            f"corrupt or unreadable checkpoint {path}: {type(e).__name__}: {_short(str(e))}"
+        ) from e
+
+
+def _short(msg: str) -> str:
+    """The informative line of a (long, multi-line) torch.load error."""
+    lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if ln.startswith("Unsupported") or "Unpickler error" in ln]
+    if useful and useful[0].endswith(":") and useful[-1] != useful[0]:
+        return f"{useful[0]} {useful[-1]}"[:300]
+    return (useful or lines or [""])[-1][:300]
 
 
 def _strip_module_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -236,6 +248,8 @@ def load_checkpoint(
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: invalid config in checkpoint: {e}") from e
         cfg = cfg if cfg is not None else stored
+        if not isinstance(obj.get("state_dict"), Mapping):
+            raise ValueError(f"{path}: checkpoint has no state_dict")
         model = LiftSplatShoot(cfg)
         sd = dict(obj["state_dict"])
         extra = dict(obj.get("extra") or {})

@@ -145,9 +145,10 @@ def optical_to_ego_rotation(yaw: float, pitch: float = 0.0) -> Tensor:
 def nuscenes_like_rig(ncams: int = 6) -> tuple[Tensor, Tensor]:
     """Intrinsics ``N x 3 x 3`` and camera->ego ``N x 4 x 4`` (float64) of a nuScenes-like rig.
 
-    Cameras in :data:`~.config.NUSCENES_CAMS` order, 1600 x 900 px images (cx 800, cy 450
-    offset a little like nuScenes), headings 0, +-55, +-110 and 180 degrees; values rounded from
-    a nuScenes ``calibrated_sensor`` record. For tests, benchmarks and synthetic data.
+    Cameras in :data:`~.config.NUSCENES_CAMS` order for 1600 x 900 px images: principal point
+    (816.3, 491.5), focal lengths and mounting positions rounded from nuScenes
+    ``calibrated_sensor`` records, level cameras at headings 0, +-55, +-110 and 180 degrees
+    (CAM_FRONT matches the real record to < 0.5 degree). For tests, benchmarks, synthetic data.
     """
     if not 1 <= ncams <= len(_NUSCENES_LIKE_RIG):
         raise ValueError(f"ncams must be in 1..{len(_NUSCENES_LIKE_RIG)}")

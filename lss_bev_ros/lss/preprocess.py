@@ -7,7 +7,8 @@ aligned with that convention, so ``post_rot @ p_raw + post_tran`` is where raw p
 lands in the output image. Rotation is counter-clockwise as displayed (PIL ``Image.rotate``).
 
 The eval path (``train=False``: resize + bottom-centred crop, no flip/rotate) is deterministic
-and fast: one ``cv2.resize`` (INTER_AREA when shrinking) and a slice per image.
+and fast: an area-averaging ``cv2.resize`` and a slice per image, normalisation in numpy
+(6 x 1600 x 900 -> 6 x 128 x 352: ~20 ms on the 2-core dev VM).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from .config import ImageConfig, LSSConfig
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+_MEAN_255 = (np.array(IMAGENET_MEAN, np.float32) * 255.0).reshape(3, 1, 1)
+_INV_STD_255 = (1.0 / (np.array(IMAGENET_STD, np.float32) * 255.0)).reshape(3, 1, 1)
 
 
 class AugParams(NamedTuple):
@@ -122,6 +125,31 @@ def augmentation_matrices(
     return post_rot, post_tran
 
 
+def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``H x W x C`` to ``size`` = (W', H'), antialiased when shrinking.
+
+    Shrinking uses pixel-area averaging (like PIL's antialiased resize). Large non-integer
+    factors go through an exact integer-factor box step first (OpenCV's fast path, ~5x faster
+    than one INTER_AREA step at 1600 x 900 -> 352 x 198); both steps are corner-aligned, so
+    the overall map stays ``p' = (W'/W) p``.
+    """
+    H, W = arr.shape[:2]
+    newW, newH = size
+    if (newW, newH) == (W, H):
+        return arr
+    if newW >= W or newH >= H:
+        return cv2.resize(arr, (newW, newH), interpolation=cv2.INTER_LINEAR)
+    g = math.gcd(W, H)
+    k = max(
+        (d for d in range(2, g + 1) if g % d == 0 and W // d >= newW and H // d >= newH), default=1
+    )
+    if k > 1:
+        arr = cv2.resize(arr, (W // k, H // k), interpolation=cv2.INTER_AREA)
+    if arr.shape[:2] != (newH, newW):
+        arr = cv2.resize(arr, (newW, newH), interpolation=cv2.INTER_AREA)
+    return arr
+
+
 def _as_array(img: Any) -> np.ndarray:
     if isinstance(img, np.ndarray):
         return img
@@ -147,11 +175,8 @@ def img_transform(
         black, like PIL), and the matching pixel transform (:func:`augmentation_matrices`).
     """
     arr = _as_array(img)
-    H, W = arr.shape[:2]
     newW, newH = resize_dims
-    if (newW, newH) != (W, H):
-        interp = cv2.INTER_AREA if newW < W and newH < H else cv2.INTER_LINEAR
-        arr = cv2.resize(arr, (newW, newH), interpolation=interp)
+    arr = _resize(arr, (newW, newH))
     x0, y0, x1, y1 = crop
     if x0 >= 0 and y0 >= 0 and x1 <= newW and y1 <= newH:
         out = arr[y0:y1, x0:x1]
@@ -181,11 +206,13 @@ def img_transform(
 def normalize_image(img: np.ndarray | Tensor) -> Tensor:
     """ImageNet-normalise ``H x W x 3`` (or ``N x H x W x 3``) uint8 RGB -> float32
     ``3 x H x W`` (or ``N x 3 x H x W``): ``(x / 255 - mean) / std``."""
-    t = torch.as_tensor(img)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32) * 255.0
-    inv_std = 1.0 / (torch.tensor(IMAGENET_STD, dtype=torch.float32) * 255.0)
-    x = (t.to(torch.float32) - mean) * inv_std  # ... x H x W x 3
-    return x.movedim(-1, -3).contiguous()
+    # numpy, channel-first before the arithmetic: long vectorised inner loops and no thread
+    # pool (~1 ms for 6 x 128 x 352 px; the torch equivalent is 10-50x slower on a busy CPU)
+    arr = img.numpy() if isinstance(img, Tensor) else np.asarray(img)
+    chw = np.ascontiguousarray(np.moveaxis(arr, -1, -3)).astype(np.float32)
+    chw -= _MEAN_255
+    chw *= _INV_STD_255
+    return torch.from_numpy(chw)
 
 
 def denormalize_image(x: Tensor) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 from pathlib import Path
 
 import pytest
@@ -75,12 +75,12 @@ def test_pickled_objects_are_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     torch.save({"format": "lss_bev_ros/lss", "state_dict": {}, "payload": _Evil(marker)}, path)
-    with pytest.raises(ValueError, match="refusing"):
+    with pytest.raises(ValueError, match=r"refusing to load .*Unsupported global"):
         load_checkpoint(path)
     assert not marker.exists()
     # same for a bare state dict with an object inside
     torch.save({"camencode.x": torch.zeros(1), "bevencode.y": _Evil(marker)}, path)
-    with pytest.raises(ValueError, match="refusing"):
+    with pytest.raises(ValueError, match="refusing to load"):
         load_checkpoint(path)
     assert not marker.exists()
 
@@ -95,13 +95,14 @@ def test_missing_and_corrupt_files(model: LiftSplatShoot, tmp_path: Path) -> Non
     with pytest.raises(FileNotFoundError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(1000))
-    with pytest.raises(ValueError, match="corrupt"):
-        load_checkpoint(garbage)
+    for seed in range(20):  # random bytes make the unpickler fail in many different ways
+        garbage.write_bytes(random.Random(seed).randbytes(1000))
+        with pytest.raises(ValueError, match="corrupt or unreadable checkpoint"):
+            load_checkpoint(garbage)
     good = save_checkpoint(tmp_path / "good.pt", model)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(ValueError, match="corrupt or unreadable checkpoint"):
         load_checkpoint(truncated)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)

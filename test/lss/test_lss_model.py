@@ -204,3 +204,36 @@ def test_no_network_and_no_ros_imports() -> None:
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "OK" in res.stdout
+
+
+def _reference_eff_depth(enc: CamEncode, x: torch.Tensor) -> torch.Tensor:
+    """The reference get_eff_depth: endpoints found by comparing feature-map sizes."""
+    t = enc.trunk
+    endpoints = {}
+    x = t._swish(t._bn0(t._conv_stem(x)))
+    prev_x = x
+    for idx, block in enumerate(t._blocks):
+        rate = t._global_params.drop_connect_rate
+        if rate:
+            rate *= float(idx) / len(t._blocks)
+        x = block(x, drop_connect_rate=rate)
+        if prev_x.size(2) > x.size(2):
+            endpoints[f"reduction_{len(endpoints) + 1}"] = prev_x
+        prev_x = x
+    endpoints[f"reduction_{len(endpoints) + 1}"] = x
+    return enc.up1(endpoints["reduction_5"], endpoints["reduction_4"])
+
+
+def test_camencode_matches_reference_formulation(small_model: LiftSplatShoot) -> None:
+    enc = small_model.camencode
+    D, C = enc.D, enc.C
+    img = torch.randn(2, 3, 64, 176)
+    with torch.no_grad():
+        x = _reference_eff_depth(enc, img)
+        assert torch.allclose(enc.get_eff_depth(img), x, atol=1e-6)
+        x = enc.depthnet(x)
+        depth = x[:, :D].softmax(dim=1)
+        new_x = depth.unsqueeze(1) * x[:, D : D + C].unsqueeze(2)  # reference: BN x C x D x h x w
+        feats = enc(img)
+    assert feats.shape == (2, D, 4, 11, C)
+    assert torch.allclose(feats, new_x.permute(0, 2, 3, 4, 1), atol=1e-6)

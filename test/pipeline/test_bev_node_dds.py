@@ -251,3 +251,40 @@ def test_bev_node_corrupt_jpeg(ros_context, small_rig, camera_images):
         r.wait_grid(5.0)
     finally:
         r.close()
+
+
+def test_bev_node_runs_a_checkpoint_and_rejects_missing_weights(
+        ros_context, small_rig, camera_images, tmp_path):
+    import torch
+
+    from lss_bev_ros.bev_processor import BevProcessor, TorchModelBackend
+    from lss_bev_ros.conversions import probability_to_occupancy
+    from lss_bev_ros.lss.checkpoint import load_checkpoint, save_checkpoint
+    from lss_bev_ros.lss.config import LSSConfig
+    from lss_bev_ros.lss.model import LiftSplatShoot
+
+    bad = BevNode(context=ros_context, parameter_overrides=[
+        Parameter("rig_file", value=str(small_rig)),
+        Parameter("weights", value=str(tmp_path / "missing.pt"))])
+    try:
+        assert not bad.maybe_autostart()
+        assert "weights file not found" in bad.diag.last_error["configure_failed"]
+    finally:
+        bad.destroy_node()
+
+    torch.manual_seed(3)
+    ckpt = save_checkpoint(tmp_path / "m.pt", LiftSplatShoot(LSSConfig.small()))
+    r = _start(ros_context, small_rig, False, camera_images, weights=str(ckpt))
+    try:
+        assert r.node.diag.values["model"] == f"checkpoint {ckpt}"
+        r.publish_set(1.0)
+        g = r.wait_grid(1.0)
+        # the node ran exactly these weights: same grid as the ROS-free core on the same images
+        model, cfg, _ = load_checkpoint(ckpt)
+        out = BevProcessor(TorchModelBackend(model), cfg, load_rig_yaml(small_rig)).process(
+            camera_images, 1.0)
+        want = probability_to_occupancy(out.probability, out.visible)
+        got = np.asarray(g.data, dtype=np.int8)
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    finally:
+        r.close()

@@ -122,10 +122,11 @@ def test_trained_checkpoint_iou_clearly_beats_untrained(ros_context, tmp_path, s
     for label, weights in (("trained", str(CHECKPOINT)), ("untrained", "")):
         d = tmp_path / label
         d.mkdir()
-        lis, counters = _run(ros_context, _params_file(d, synth_root, weights, frames=4), 4,
-                             150.0)
+        params = _params_file(d, synth_root, weights, frames=4, reference="gt_boxes")
+        lis, counters = _run(ros_context, params, 4, 150.0)
         assert len(lis.metrics) >= 2, f"{label}: only {len(lis.metrics)} metrics; {counters}"
         results[label] = lis.metrics[-1].mean_iou
     print(f"mean IoU trained {results['trained']:.3f} vs untrained {results['untrained']:.3f}")
-    assert results["trained"] >= 0.15, results
-    assert results["trained"] >= 2.0 * results["untrained"] + 0.05, results
+    # "clearly above": at least twice the untrained IoU and 0.1 (absolute) better
+    assert results["trained"] >= max(2.0 * results["untrained"], results["untrained"] + 0.1), \
+        results

@@ -96,5 +96,6 @@ def offline(synth_bag: Path, lss_weights, tmp_path_factory: pytest.TempPathFacto
     weights, thr = lss_weights
     out = tmp_path_factory.mktemp("eval")
     opts = EvalOptions(weights=weights, threshold=thr, reference=EVAL_REFERENCE,
-                       progress=False, n_sample_images=3, video=out / "replay.mp4")
+                       progress=False, n_sample_images=3, video=out / "replay.mp4",
+                       torch_threads=1)  # 2 intra-op threads crawl on a shared 2-core box
     return evaluate_bag(synth_bag, out, opts), out

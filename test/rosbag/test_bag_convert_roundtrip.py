@@ -285,3 +285,63 @@ def test_cli_convert_then_info(synth_root: Path, tmp_path: Path) -> None:
     assert "/cameras/cam_front/image_raw/compressed" in r.stdout
     assert "sensor_msgs/msg/CompressedImage" in r.stdout
     assert "complete" in r.stdout
+
+
+def _add_sweeps(src: Path, dst: Path, channels=("CAM_FRONT", "LIDAR_TOP")) -> Path:
+    """Copy of the dataset with one non-key-frame sweep between consecutive key frames of
+    ``channels`` (linked into the prev/next chains, own ego pose, nuScenes ``sweeps/`` files)."""
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    tables = dst / "v1.0-mini"
+    sds = json.loads((tables / "sample_data.json").read_text())
+    poses = json.loads((tables / "ego_pose.json").read_text())
+    pose_by = {p["token"]: p for p in poses}
+    calib = {c["token"]: c for c in json.loads((tables / "calibrated_sensor.json").read_text())}
+    sensors = {s["token"]: s["channel"] for s in json.loads((tables / "sensor.json").read_text())}
+    by_tok = {s["token"]: s for s in sds}
+    new = []
+    for sd in list(sds):
+        ch = sensors[calib[sd["calibrated_sensor_token"]]["sensor_token"]]
+        if ch not in channels or not sd["next"]:
+            continue
+        nxt = by_tok[sd["next"]]
+        ts = (sd["timestamp"] + nxt["timestamp"]) // 2
+        tok = f"sweep{sd['token'][5:]}"
+        a, b = pose_by[sd["ego_pose_token"]], pose_by[nxt["ego_pose_token"]]
+        poses.append({"token": tok, "timestamp": ts, "rotation": a["rotation"],
+                      "translation": [(x + y) / 2 for x, y in
+                                      zip(a["translation"], b["translation"], strict=True)]})
+        fname = sd["filename"].replace("samples/", "sweeps/").replace(
+            str(sd["timestamp"]), str(ts))
+        (dst / fname).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(dst / sd["filename"], dst / fname)
+        new.append({**sd, "token": tok, "sample_token": nxt["sample_token"], "ego_pose_token": tok,
+                    "timestamp": ts, "is_key_frame": False, "filename": fname,
+                    "prev": sd["token"], "next": nxt["token"]})
+        sd["next"] = tok
+        nxt["prev"] = tok
+    (tables / "sample_data.json").write_text(json.dumps(sds + new))
+    (tables / "ego_pose.json").write_text(json.dumps(poses))
+    return dst
+
+
+def test_sweeps_converted_and_optional(synth_root: Path, tmp_path: Path) -> None:
+    root = _add_sweeps(synth_root, tmp_path / "with_sweeps")
+    (res,) = convert_dataset(root, tmp_path / "all", progress=False)
+    cam_front, cam_back = camera_topics("CAM_FRONT")[0], camera_topics("CAM_BACK")[0]
+    assert res.counts[cam_front] == 9 and res.counts[camera_topics("CAM_FRONT")[1]] == 9
+    assert res.counts[cam_back] == 5
+    assert res.counts["/lidar_top/points"] == 9 and res.counts["/odom"] == 9
+    assert res.counts["/tf"] == 9  # key-frame poses + the (shared) sweep poses
+    assert res.counts["/gt/boxes"] == 5  # annotations exist at key frames only
+    got = _read_all_rosbags(res.bag)
+    stamps = [t for t, _ in got[cam_front]]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 9
+    for t, m in got["/lidar_top/points"]:
+        assert _stamp_ns(m.header) == t
+    (key,) = convert_dataset(root, tmp_path / "key", opts=ConvertOptions(sweeps=False),
+                             progress=False)
+    assert key.counts[cam_front] == 5 and key.counts["/lidar_top/points"] == 5
+    assert key.counts["/odom"] == 5 and key.counts["/tf"] == 5

@@ -124,7 +124,7 @@ def test_corrupt_image_is_counted_and_camera_masked(synth_bag: Path, lss_weights
                                    "/cameras/cam_front/image_raw/compressed")
     report = evaluate_bag(bag, None, EvalOptions(weights=weights, threshold=thr, max_frames=1,
                                                  reference="gt_boxes", progress=False,
-                                                 n_sample_images=0))
+                                                 n_sample_images=0, torch_threads=1))
     assert report.summary["errors"] == {"corrupt_image": 1}
     assert "CAM_FRONT" in report.summary["last_errors"]["corrupt_image"]
     (f,) = report.frames
@@ -143,7 +143,7 @@ def test_cli_eval(synth_bag: Path, lss_weights, tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     r = _cli("eval", str(synth_bag), "--weights", str(weights), "--threshold", str(thr),
              "--max-frames", "1", "--out", str(tmp_path / "rep"), "--reference", "gt_boxes",
-             "--samples", "1", "--quiet")
+             "--samples", "1", "--torch-threads", "1", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "IoU" in r.stdout and "report:" in r.stdout
     summ = json.loads((tmp_path / "rep" / "summary.json").read_text())
