@@ -12,7 +12,7 @@ VENV="$REPO/.venv"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
 log() { printf '[bootstrap] %s\n' "$*"; }
-hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+hash_of() { { cat "$@" 2>/dev/null || true; } | sha256sum | cut -c1-16; }  # files; missing ok
 
 # 1. virtual environment + pinned packages --------------------------------------------------------
 PIP_STAMP="$VENV/.lss_bev_pip_stamp"
@@ -40,6 +40,13 @@ assert numpy.__version__.startswith('1.26'), numpy.__version__"
 else
   log "Python packages up to date"
 fi
+# console scripts (lss-bev-bag, lss-bev-train, ...) into .venv/bin, code stays in the checkout
+if [[ ! -e "$VENV/bin/lss-bev-bag" || setup.py -nt "$VENV/bin/lss-bev-bag" ]]; then
+  log "installing lss_bev_ros console scripts (editable)"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation \
+    -e "$REPO" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  touch "$VENV/bin/lss-bev-bag"
+fi
 
 # 2. include dirs that the ROS message wheels' CMake configs expect (see shared/ENVIRONMENT.md) -----
 PYINC="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
@@ -54,14 +61,17 @@ ensure_link "$PYINC" /opt/python/cp311-cp311/include/python3.11
 ensure_link "$NPINC" /opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
 
 # 3. colcon build of the package (messages) ------------------------------------------------------
-BUILD_HASH="$(hash_of CMakeLists.txt package.xml msg/*.msg tools/bootstrap.sh)"
+BUILD_HASH="$(hash_of CMakeLists.txt package.xml msg/*.msg tools/vendor/*/*.* tools/vendor/*/CMakeLists.txt tools/vendor/*/msg/* tools/bootstrap.sh)"
 BUILD_STAMP="$REPO/install/.lss_bev_build_stamp"
 if [[ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$BUILD_HASH" ]]; then
   log "building messages with colcon"
+  # tf2_msgs has no PyPI wheel: build the identical interface from tools/vendor (dev only)
+  VENDOR_PATHS=""
+  "$VENV/bin/python" -c "import tf2_msgs" 2>/dev/null || VENDOR_PATHS="$REPO/tools/vendor/tf2_msgs"
   (
     export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
     export PYTHONWARNINGS=ignore
-    colcon --log-base "$REPO/log" build --base-paths "$REPO" --merge-install \
+    colcon --log-base "$REPO/log" build --base-paths "$REPO" $VENDOR_PATHS --merge-install \
       --build-base "$REPO/build" --install-base "$REPO/install" --symlink-install \
       --event-handlers console_cohesion- --cmake-args -DBUILD_TESTING=OFF \
       -DPython3_EXECUTABLE="$VENV/bin/python" \

@@ -1,5 +1,9 @@
 """onnxruntime backend: the exported static graph(s) on CPU, CUDA or TensorRT execution providers.
 
+Options: ``mode``, ``pooling_op`` (see :mod:`.static_graph`), ``opset``, ``providers``,
+``threads`` (intra-op threads, default torch's), ``graph_optimization`` (disabled | basic |
+extended | all), ``allow_spinning`` (False on machines shared with other busy nodes).
+
 ``mode="whole"`` (default) runs one graph: camera encoder + precomputed pooling + BEV encoder,
 with the pooling indices fed as inputs (recomputed only when the calibration changes).
 ``mode="stages"`` runs the camera- and BEV-encoder graphs and pools in torch between them (the
@@ -111,6 +115,7 @@ class OnnxRuntimeBackend(LSSBackend):
         providers: list[str] | None = None,
         threads: int = 0,
         graph_optimization: str = "all",
+        allow_spinning: bool = True,
         logger: Any = None,
     ) -> None:
         ort = import_onnxruntime()
@@ -137,6 +142,9 @@ class OnnxRuntimeBackend(LSSBackend):
         }[graph_optimization]
         so.intra_op_num_threads = int(threads) if threads else torch.get_num_threads()
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # busy-waiting worker threads cut latency but burn CPU other nodes may need
+        so.add_session_config_entry("session.intra_op.allow_spinning",
+                                    "1" if allow_spinning else "0")
         self.threads = so.intra_op_num_threads
         self.graph_optimization = graph_optimization
         provider_options = [self._provider_options(p) for p in self.providers]
@@ -232,9 +240,9 @@ class OnnxRuntimeBackend(LSSBackend):
         out = torch.empty(1, self.cfg.out_channels, X, Y, device=self.device)
         binding = session.io_binding()
         idx = self.device.index or 0
+        np_types = {torch.float32: np.float32, torch.int32: np.int32, torch.int64: np.int64}
         for name, t in feeds.items():
-            elem = np.float32 if t.is_floating_point() else np.int64
-            binding.bind_input(name, "cuda", idx, elem, list(t.shape), t.data_ptr())
+            binding.bind_input(name, "cuda", idx, np_types[t.dtype], list(t.shape), t.data_ptr())
         binding.bind_output("logits", "cuda", idx, np.float32, list(out.shape), out.data_ptr())
         torch.cuda.synchronize(self.device)
         session.run_with_iobinding(binding)

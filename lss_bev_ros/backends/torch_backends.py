@@ -105,6 +105,7 @@ class TorchBackend(LSSBackend):
         with self._autocast(), warnings.catch_warnings():
             # shapes are static for a given rig: the tracer's python-int warnings are expected
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # jit is deprecated upstream; opt-in
             cam = torch.jit.freeze(torch.jit.trace(self.model.camencode, img, check_trace=False))
             bevm = torch.jit.freeze(torch.jit.trace(self.model.bevencode, bev, check_trace=False))
         if self.jit == "optimize":

@@ -154,6 +154,20 @@ class TrackingEval:
         gt_int = [self._gt_index.setdefault(g, len(self._gt_index)) for g in gt_ids]
         acc.update(gt_int, hyp_ids, dist)
 
+    def id_persistence(self, min_frames: int = 5) -> tuple[float, int]:
+        """(fraction, count) of GT objects matched in >= ``min_frames`` frames whose matches all
+        carry ONE track id (no switch, no re-start under a new id)."""
+        kept = total = 0
+        for acc in self._acc.values():
+            ev = acc.mot_events
+            m = ev[ev["Type"].isin(["MATCH", "SWITCH"])]
+            for _, grp in m.groupby("OId"):
+                if len(grp) < min_frames:
+                    continue
+                total += 1
+                kept += int(grp["HId"].nunique() == 1)
+        return (kept / total if total else float("nan")), total
+
     def summary(self) -> dict[str, float]:
         """``mota``, ``idf1``, ``id_switches``, ``num_frames``, ``gt_objects``, ... overall."""
         mm = self._mm
@@ -176,6 +190,7 @@ class TrackingEval:
             "mostly_tracked": float(row["mostly_tracked"]),
             "precision": float(row["precision"]),
             "recall": float(row["recall"]),
+            "id_persistence": self.id_persistence()[0],
         }
 
 

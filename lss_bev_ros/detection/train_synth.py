@@ -145,7 +145,8 @@ def train_yolo(
         "exist_ok": True,
         "seed": seed,
         "deterministic": False,
-        "pretrained": False,
+        # from scratch for a model config; a .pt of ours continues from its weights
+        "pretrained": not str(model_cfg).endswith((".yaml", ".yml")),
         "verbose": False,
         # synthetic cuboids under a fixed sun: colour is informative, flips are fine
         "hsv_h": 0.0,

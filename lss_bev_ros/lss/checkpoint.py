@@ -117,10 +117,14 @@ def _torch_load(path: Path, map_location: Any) -> Any:
 def _short(msg: str) -> str:
     """The informative line of a (long, multi-line) torch.load error."""
     lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
-    useful = [ln for ln in lines if ln.startswith("Unsupported") or "Unpickler error" in ln]
-    if useful and useful[0].endswith(":") and useful[-1] != useful[0]:
-        return f"{useful[0]} {useful[-1]}"[:300]
-    return (useful or lines or [""])[-1][:300]
+    for ln in lines:
+        if ln.startswith("Unsupported"):
+            return ln[:300]
+    for ln in lines:
+        _, sep, rest = ln.partition("Unpickler error:")
+        if sep and rest.strip():
+            return rest.strip()[:300]
+    return lines[-1][:300] if lines else ""
 
 
 def _strip_module_prefix(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -88,7 +88,8 @@ class GridConfig:
     @property
     def bx(self) -> tuple[float, float, float]:
         """Centre (x, y, z) of cell (0, 0, 0) in metres."""
-        return tuple(b[0] + b[2] / 2.0 for b in (self.xbound, self.ybound, self.zbound))  # type: ignore[return-value]
+        x, y, z = self.xbound, self.ybound, self.zbound
+        return (x[0] + x[2] / 2.0, y[0] + y[2] / 2.0, z[0] + z[2] / 2.0)
 
     @property
     def lower(self) -> tuple[float, float, float]:

@@ -226,8 +226,10 @@ class DetectorNode(PerceptionNode):
                   min=0.0, max=1.0),
         ParamSpec("sync_tolerance_s", 0.05, "max stamp spread within one camera set (s)",
                   min=0.0, max=10.0),
-        ParamSpec("missing_timeout_s", 1.0, "a camera silent this long is missing (s)",
-                  min=0.01, max=60.0),
+        ParamSpec("missing_timeout_s", 1.0, "a camera is missing when the other cameras' "
+                  "stamps moved on this long without it (s, stamp time)", min=0.01, max=60.0),
+        ParamSpec("time_jump_s", 5.0, "a stamp this much older than the newest restarts "
+                  "synchronisation and tracking (bag loop / restart), s", min=0.1, max=1e6),
         ParamSpec("allow_partial", True, "process sets without the missing cameras"),
         ParamSpec("expected_width", 0, "reject images of another width (0: any), pixels",
                   min=0, max=100000),
@@ -264,7 +266,7 @@ class DetectorNode(PerceptionNode):
         self._marker_pub = None
         self._timing_pub = None
         self._subs: list = []
-        self._poll_timer = None
+        self._stamp_clock = float("-inf")  # newest image stamp seen (s): the sync's clock
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._reload_weights: str | None = None
@@ -302,7 +304,9 @@ class DetectorNode(PerceptionNode):
             queue_size=4,
             missing_timeout=float(self.p("missing_timeout_s")),
             allow_partial=bool(self.p("allow_partial")),
-            missing_needs_activity=True,  # a pause of all cameras is not a missing camera
+            # with the stamp clock: a forward stamp gap (dropped frames, a bag with holes) does
+            # not make the cameras that have not delivered the new set yet look missing
+            missing_needs_activity=True,
         )
 
     def _load_detector(self) -> BatchedDetector:
@@ -362,8 +366,10 @@ class DetectorNode(PerceptionNode):
                 self._subs.append(self.create_subscription(
                     CameraInfo, info_tmpl.format(camera=frame_id_for(cam)),
                     lambda m, c=cam: self._on_info(c, m), 10, callback_group=group))
-        self._poll_timer = self.create_timer(0.05, self._poll, callback_group=group)
         self.slot = LatestSlot()
+        with self._lock:
+            self.sync = self._make_sync()
+            self._stamp_clock = float("-inf")
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="detector_worker", daemon=True)
         self._worker.start()
@@ -374,9 +380,6 @@ class DetectorNode(PerceptionNode):
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
-        if self._poll_timer is not None:
-            self.destroy_timer(self._poll_timer)
-            self._poll_timer = None
         for s in self._subs:
             self.destroy_subscription(s)
         self._subs = []
@@ -419,6 +422,7 @@ class DetectorNode(PerceptionNode):
         if self.sync is not None and changed.keys() & _SYNC_PARAMS:
             with self._lock:
                 self.sync = self._make_sync()
+                self._stamp_clock = float("-inf")
 
     # -- input ------------------------------------------------------------------------------
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
@@ -429,41 +433,49 @@ class DetectorNode(PerceptionNode):
         self._camera_k[cam] = (k, int(msg.width), int(msg.height))
 
     def _on_image(self, cam: str, msg) -> None:
+        """Offer one image to the synchroniser.
+
+        The synchroniser's clock is the newest image *stamp*, not wall time: a camera is missing
+        when the others' stamps have moved on by more than ``missing_timeout_s`` without it (and
+        on once more, so that the first image after a stamp gap does not make the rest of its
+        set look missing). So a paused or slowed-down bag, a gap in the stamps or a slow
+        lock-step publisher never makes cameras look missing.
+        A stamp far older than the newest (``time_jump_s``; bag restarted or looped) restarts
+        synchronisation and tracking instead of rejecting everything as out of order.
+        """
         if not self.active:
             return
         self.diag.count("images_received")
         stamp = stamp_to_sec(msg.header.stamp)
         with self._lock:
-            sync = self.sync
-            if sync is None:
+            if self.sync is None:
                 return
+            if stamp < self._stamp_clock - float(self.p("time_jump_s")):
+                self.diag.error("time_jump", f"{cam}: stamp {stamp:.3f} is "
+                                f"{self._stamp_clock - stamp:.1f} s older than the newest; "
+                                "restarting synchronisation and tracking")
+                self.sync = self._make_sync()
+                self._stamp_clock = float("-inf")
+                if self.tracker is not None:
+                    self.tracker.reset()
+            self._stamp_clock = max(self._stamp_clock, stamp)
+            sync = self.sync
             before = sync.stats.out_of_order
-            out = sync.add(cam, stamp, msg, time.monotonic())
+            out = sync.add(cam, stamp, msg, self._stamp_clock)
             rejected = sync.stats.out_of_order > before
+            missing = sync.missing_sources(self._stamp_clock)
         if rejected:
             self.diag.error("out_of_order", f"{cam}: stamp {stamp:.6f} not newer than the last "
                             "processed set or its queue; dropped")
-        if out is not None:
-            self._offer(out)
-
-    def _poll(self) -> None:
-        with self._lock:
-            sync = self.sync
-            if sync is None:
-                return
-            missing = sync.missing_sources(time.monotonic())
-            out = sync.poll(time.monotonic())
-        if missing:
-            self.diag.set("missing_cameras", ",".join(missing))
+        self.diag.set("missing_cameras", ",".join(missing))
         if out is not None:
             self._offer(out)
 
     def _offer(self, synced: SyncedSet) -> None:
         if synced.missing:
             self.diag.error("missing_camera", f"no images from {', '.join(synced.missing)} "
-                            f"for > {self.p('missing_timeout_s')} s; processing the others")
-        else:
-            self.diag.set("missing_cameras", "")
+                            f"for > {self.p('missing_timeout_s')} s of stamps; processing the "
+                            "others")
         if self.slot.put(synced):
             self.diag.count("frames_dropped")
 

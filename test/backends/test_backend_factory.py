@@ -66,6 +66,8 @@ def test_gpu_only_backends_refuse_cpu_machines(small):
         create_backend("torch", model, device="cuda")
     with pytest.raises(BackendUnavailableError, match="CUDA GPU"):
         create_backend("onnxruntime", model, device="cuda")
+    reasons = backend_availability("cuda")
+    assert all(reasons[name] for name in BACKEND_NAMES), reasons
 
 
 def test_bad_options_and_precisions_are_clear(small):

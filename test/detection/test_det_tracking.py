@@ -114,3 +114,5 @@ def test_detection_and_tracking_eval():
     r = te.summary()
     assert r["id_switches"] == 1
     assert r["mota"] == pytest.approx(1 - 1 / 10)
+    frac, n = te.id_persistence(min_frames=5)
+    assert n == 2 and frac == pytest.approx(0.5)  # A kept id 1, B went 2 -> 3

@@ -32,7 +32,7 @@ def _params(path: Path, bag: Path, weights: Path, thr: float, reference: str) ->
         "bev_node": {"ros__parameters": {
             "rig_file": rig, "weights": str(weights), "threshold": thr, "warmup": False,
             "qos_reliable": True, "qos_depth": 10, "missing_timeout_s": 60.0,
-            "publish_image": False, "decode_reduction": 8}},  # = the offline auto choice
+            "publish_image": False}},  # decode_reduction: auto in both, must agree
         "eval_node": {"ros__parameters": {
             "rig_file": rig, "reference": reference, "threshold": thr, "qos_reliable": True}},
     }))
