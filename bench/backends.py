@@ -45,6 +45,8 @@ def variants(device: str, compile_: bool) -> list[tuple[str, str, dict[str, Any]
         ("torch bf16 autocast", "torch", {"precision": "bf16"}),
         ("torch bf16 autocast channels_last", "torch",
          {"precision": "bf16", "channels_last": True}),
+        ("torch bf16 BEV encoder only, channels_last", "torch",
+         {"precision": "bf16", "channels_last": True, "reduced_stages": ["bev_encoder"]}),
     ]
     if compile_:
         v.append(("torch_compile fp32", "torch_compile", {}))

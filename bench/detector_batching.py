@@ -127,17 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--sets", type=int, default=6, help="distinct camera sets cycled through")
     ap.add_argument("--dataroot", default=None, help="synthetic nuScenes root (default: make)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads (0: ultralytics' default, cores - 1)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     sets = load_frames(args.dataroot, args.sets)
     det = BatchedDetector(DetectorConfig(args.weights, imgsz=args.imgsz, conf=args.conf,
-                                         device=args.device))
+                                         device=args.device, cpu_threads=args.threads))
     trackers = {m: MultiCameraTracker(NUSCENES_CAMERAS) for m in ("batched", "per_image")}
     convert = make_converter()
     h, w = sets[0][0].shape[:2]

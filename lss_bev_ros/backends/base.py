@@ -146,8 +146,12 @@ class LSSBackend:
         key = tensor_key(*calib)
         rebuilt = key != self._calib_key
         if rebuilt:
+            # geometry where the model's constants live (graph backends keep it on the CPU),
+            # indices on the backend's device
+            model_dev = next(self.model.parameters()).device
+            geom = self.model.get_geometry(*(t.to(model_dev) for t in calib))
+            geom = geom.float().to(self.device)  # 1 x N x D x fH x fW x 3
             dev = tuple(t.to(self.device) for t in calib)
-            geom = self.model.get_geometry(*dev).float()  # 1 x N x D x fH x fW x 3
             self._prepare(geom, dev)  # type: ignore[arg-type]
             self._calib_key = key
             self._num_cams = int(calib[0].shape[1])

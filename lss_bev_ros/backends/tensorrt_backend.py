@@ -238,6 +238,7 @@ class TensorRTBackend(LSSBackend):
         self.onnx_path = Path(cached_onnx(self.model, "whole", self.cache.dir, "gather_cumsum",
                                           self.opset, self.log))
         self.gpu = gpu_name(self.device)
+        self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None
         self._engine_cams: int | None = None
@@ -281,8 +282,10 @@ class TensorRTBackend(LSSBackend):
             self.log(f"cached TensorRT engine at {path}")
         else:
             self.log(f"loading cached TensorRT engine {path}")
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self._engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(logger, "")
+        self._runtime = trt.Runtime(logger)  # must outlive the engine
+        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if self._engine is None:
             raise RuntimeError(f"TensorRT could not deserialize {path}; rebuild with "
                                "force_rebuild=True")
@@ -323,3 +326,4 @@ class TensorRTBackend(LSSBackend):
     def close(self) -> None:
         self._context = None
         self._engine = None
+        self._runtime = None

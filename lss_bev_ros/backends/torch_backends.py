@@ -7,7 +7,9 @@ the geometry folded into indices at :meth:`set_calibration` time.
   ``"freeze"``: ``torch.jit.trace`` + ``torch.jit.freeze`` of both encoders, which folds
   BatchNorm into the convolutions | ``"optimize"``: freeze + ``optimize_for_inference``).
   Precision fp32 everywhere, bf16 on CPU and fp16/bf16 on CUDA through ``torch.autocast``; the
-  pooling always sums in float32.
+  pooling always sums in float32. ``reduced_stages`` limits autocast to one encoder, e.g.
+  ``("bev_encoder",)``: on the test model the camera encoder (EfficientNet) is what loses most
+  in bf16, the BEV encoder is most of the compute (see the bench and the parity tests).
 * ``torch_compile``: ``torch.compile`` of both encoders (inductor; on CPU it needs a C++
   compiler). Options ``mode`` (``default`` | ``reduce-overhead`` | ``max-autotune``) and
   ``channels_last``. The first :meth:`infer` compiles (slow; logged).
@@ -42,6 +44,7 @@ from .base import (
 from .static_graph import StaticLSS, pooling_indices
 
 JIT_MODES: tuple[str, ...] = ("none", "freeze", "optimize")
+ENCODERS: tuple[str, ...] = ("camera_encoder", "bev_encoder")
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune")
 
 
@@ -60,11 +63,19 @@ class TorchBackend(LSSBackend):
         cache_dir: Any = None,
         channels_last: bool = False,
         jit: str = "none",
+        reduced_stages: tuple[str, ...] | list[str] = ENCODERS,
         logger: Any = None,
     ) -> None:
         super().__init__(model, device, precision, cache_dir, logger)
         if jit not in JIT_MODES:
             raise BackendOptionError(f"jit must be one of {JIT_MODES}, got {jit!r}")
+        bad = set(reduced_stages) - set(ENCODERS)
+        if bad or not reduced_stages:
+            raise BackendOptionError(
+                f"reduced_stages must be a non-empty subset of {ENCODERS}, got "
+                f"{list(reduced_stages)}"
+            )
+        self.reduced_stages = tuple(s for s in ENCODERS if s in reduced_stages)
         self.channels_last = bool(channels_last)
         self.jit = jit
         if self.channels_last:  # a private NHWC copy: the caller's model keeps its layout
@@ -76,7 +87,10 @@ class TorchBackend(LSSBackend):
 
     @property
     def name(self) -> str:
-        extra = [self.precision] if self.precision != "fp32" else []
+        extra = []
+        if self.precision != "fp32":
+            partial = self.reduced_stages != ENCODERS
+            extra.append(self.precision + (f" {self.reduced_stages[0]} only" if partial else ""))
         if self.channels_last:
             extra.append("channels_last")
         if self.jit != "none":
@@ -84,8 +98,8 @@ class TorchBackend(LSSBackend):
         base = f"{self.kind}({self.device.type}"
         return base + (", " + ", ".join(extra) if extra else "") + ")"
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
+    def _autocast(self, stage: str) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32" or stage not in self.reduced_stages:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
 
@@ -102,12 +116,16 @@ class TorchBackend(LSSBackend):
         img = torch.zeros(num_cams, 3, H, W, device=self.device).to(memory_format=fmt)
         bev = torch.zeros(1, self.cfg.bev_channels, X, Y, device=self.device)
         bev = bev.to(memory_format=fmt)
-        with self._autocast(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             # shapes are static for a given rig: the tracer's python-int warnings are expected
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", FutureWarning)  # jit is deprecated upstream; opt-in
-            cam = torch.jit.freeze(torch.jit.trace(self.model.camencode, img, check_trace=False))
-            bevm = torch.jit.freeze(torch.jit.trace(self.model.bevencode, bev, check_trace=False))
+            with self._autocast("camera_encoder"):
+                cam = torch.jit.trace(self.model.camencode, img, check_trace=False)
+                cam = torch.jit.freeze(cam)
+            with self._autocast("bev_encoder"):
+                bevm = torch.jit.trace(self.model.bevencode, bev, check_trace=False)
+                bevm = torch.jit.freeze(bevm)
         if self.jit == "optimize":
             cam = torch.jit.optimize_for_inference(cam)
             bevm = torch.jit.optimize_for_inference(bevm)
@@ -120,7 +138,7 @@ class TorchBackend(LSSBackend):
         x = imgs.to(self.device, torch.float32, non_blocking=True).reshape(B * N, C, H, W)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self._autocast():
+        with self._autocast("camera_encoder"):
             feats = self._camencode(x)
         feats = feats.float().reshape(B, N, *feats.shape[1:])
         sw.lap("camera_encoder")
@@ -128,7 +146,7 @@ class TorchBackend(LSSBackend):
         if self.channels_last:
             bev = bev.contiguous(memory_format=torch.channels_last)
         sw.lap("voxel_pooling")
-        with self._autocast():
+        with self._autocast("bev_encoder"):
             logits = self._bevencode(bev)
         out = to_cpu_float(logits)
         sw.lap("bev_encoder")
@@ -148,11 +166,13 @@ class TorchCompileBackend(TorchBackend):
         cache_dir: Any = None,
         mode: str = "default",
         channels_last: bool = False,
+        reduced_stages: tuple[str, ...] | list[str] = ENCODERS,
         logger: Any = None,
     ) -> None:
         if mode not in COMPILE_MODES:
             raise BackendOptionError(f"mode must be one of {COMPILE_MODES}, got {mode!r}")
-        super().__init__(model, device, precision, cache_dir, channels_last, "none", logger)
+        super().__init__(model, device, precision, cache_dir, channels_last=channels_last,
+                         jit="none", reduced_stages=reduced_stages, logger=logger)
         self.mode = mode
         self._compiled = False
 

@@ -96,6 +96,7 @@ class DetectorConfig:
     half: bool = False
     device: str = "cpu"
     max_det: int = 300
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0: ultralytics' default (cores - 1)
 
     def validate(self) -> None:
         if self.imgsz < 32 or self.imgsz % 32:
@@ -104,6 +105,8 @@ class DetectorConfig:
             raise ValueError(f"conf and iou must be in [0, 1], got {self.conf}, {self.iou}")
         if self.max_det < 1:
             raise ValueError("max_det must be >= 1")
+        if self.cpu_threads < 0:
+            raise ValueError("cpu_threads must be >= 0")
 
 
 class BatchedDetector:
@@ -171,6 +174,14 @@ class BatchedDetector:
             self.config = new  # ultralytics rebuilds its predictor when device/precision change
         return new
 
+    @staticmethod
+    def _apply_threads(cfg: DetectorConfig) -> None:
+        if cfg.cpu_threads:
+            import torch
+
+            if torch.get_num_threads() != cfg.cpu_threads:
+                torch.set_num_threads(cfg.cpu_threads)
+
     @property
     def torch_module(self):
         """The ``torch.nn.Module`` that runs inference (``.pt``/``.yaml`` weights, else None).
@@ -207,6 +218,7 @@ class BatchedDetector:
                 raise ValueError(f"image {i}: expected uint8, got {im.dtype}")
         with self._lock:
             cfg = self.config
+            self._apply_threads(cfg)
             t0 = time.perf_counter()
             bgr = [cv2.cvtColor(im, cv2.COLOR_RGB2BGR) for im in images]
             t1 = time.perf_counter()
@@ -226,6 +238,7 @@ class BatchedDetector:
                 data = r.boxes.data.cpu().numpy() if r.boxes is not None else np.zeros((0, 6))
                 out.append(Detections(data[:, :4], data[:, 4], data[:, 5], im.shape[:2]))
             t2 = time.perf_counter()
+            self._apply_threads(cfg)  # ultralytics resets threads when it (re)builds a predictor
             self.calls += 1
         n = len(images)
         speed = results[0].speed  # ultralytics: per-image average of the batch, ms

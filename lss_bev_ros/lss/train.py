@@ -160,15 +160,16 @@ def forward_staged(
 ) -> Tensor:
     """Training forward: `B x outC x X x Y` float32 logits of a batch (first 6 items).
 
-    Geometry and pooling run in float32 (reference cumsum pooling, which suits a calibration
-    that changes every step); with `amp` the camera and BEV encoders run under bfloat16
-    autocast with channels-last activations.
+    Geometry, camera encoder and pooling run in float32 (reference cumsum pooling, which suits
+    a calibration that changes every step); with `amp` the BEV encoder, which holds most of the
+    FLOPs, runs under bfloat16 autocast on channels-last activations.
     """
     imgs, rots, trans, intrins, post_rots, post_trans = (t.to(device) for t in batch[:6])
     geom = model.get_geometry(rots, trans, intrins, post_rots, post_trans)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-        feats = model.get_cam_feats(imgs)
-    bev = cumsum_pool(geom, feats.float(), model.cfg.grid)
+    if amp:
+        imgs = imgs.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(imgs.shape)
+    feats = model.get_cam_feats(imgs)
+    bev = cumsum_pool(geom, feats, model.cfg.grid)
     if amp:
         bev = bev.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):

@@ -133,12 +133,32 @@ def _cameras(v: list[str]) -> str | None:
     return None
 
 
+def device_error(v: str, check_runtime: bool = True) -> str | None:
+    """Error text for an inference device string (cpu, mps, 0, 0,1, cuda, cuda:0), else None."""
+    d = str(v).strip().lower()
+    if d in ("cpu", "mps"):
+        return None
+    ids = d.removeprefix("cuda").removeprefix(":")
+    if d != "cuda" and not all(p.strip().isdigit() for p in ids.split(",")):
+        return f"{v!r} is not cpu, mps, a GPU index (0, 0,1) or cuda[:N]"
+    if check_runtime:
+        import torch
+
+        if not torch.cuda.is_available():
+            return f"{v!r} needs CUDA, but torch sees no GPU (use cpu)"
+    return None
+
+
+def _device(v: str) -> str | None:
+    return device_error(v, check_runtime=False)
+
+
 def _imgsz(v: int) -> str | None:
     return None if v % 32 == 0 else "must be a multiple of 32"
 
 
 _DETECTOR_PARAMS = {"imgsz", "conf_threshold", "iou_threshold", "classes", "half", "device",
-                    "max_det", "tracking", "track_low_thresh"}
+                    "max_det", "tracking", "track_low_thresh", "cpu_threads"}
 _TRACKER_PARAMS = {"track_high_thresh", "track_low_thresh", "new_track_thresh", "track_buffer",
                    "match_thresh"}
 _SYNC_PARAMS = {"sync_tolerance_s", "missing_timeout_s", "allow_partial"}
@@ -211,7 +231,9 @@ class DetectorNode(PerceptionNode):
                   validator=_classes),
         ParamSpec("max_det", 300, "maximum detections per image", min=1, max=10000),
         ParamSpec("half", False, "FP16 inference where the backend supports it (not on CPU)"),
-        ParamSpec("device", "cpu", "inference device: cpu, cuda:0, 0, ..."),
+        ParamSpec("device", "cpu", "inference device: cpu, cuda:0, 0, ...", validator=_device),
+        ParamSpec("cpu_threads", 0, "torch CPU threads for inference (0: ultralytics' default, "
+                  "cores - 1)", min=0, max=256),
         ParamSpec("inference_every", 1, "run inference on every k-th synchronised set; the "
                   "others are skipped (counted)", min=1, max=1000),
         ParamSpec("tracking", True, "ByteTrack per camera (false: all track ids are -1)"),
@@ -286,6 +308,7 @@ class DetectorNode(PerceptionNode):
             half=bool(self.p("half")),
             device=str(self.p("device")),
             max_det=int(self.p("max_det")),
+            cpu_threads=int(self.p("cpu_threads")),
         )
 
     def _tracker_config(self) -> TrackerConfig:
@@ -404,6 +427,8 @@ class DetectorNode(PerceptionNode):
                     resolve_weights(prm.value)
                 if prm.name == "classes" and self.detector is not None:
                     parse_classes(prm.value, self.detector.names)
+                if prm.name == "device" and (err := device_error(prm.value)):
+                    raise ValueError(err)
             except (DetectorLoadError, ValueError) as exc:
                 return SetParametersResult(successful=False, reason=f"{prm.name}: {exc}")
         return SetParametersResult(successful=True)

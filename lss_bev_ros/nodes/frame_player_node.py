@@ -7,8 +7,9 @@ Reads a real or synthetic (``lss-bev-synth``) nuScenes dataroot with nuscenes-de
   ``sensor_msgs/Image`` (rgb8) plus ``sensor_msgs/CameraInfo``, in the camera's optical frame;
 * ``sensor_msgs/PointCloud2`` (x, y, z, intensity, ring) in ``lidar_top``;
 * ground-truth boxes as ``visualization_msgs/MarkerArray`` (CUBEs in ``base_link``, ns=category);
-* ``nav_msgs/Odometry`` (map -> base_link) and, where ``tf2_msgs`` is importable, ``/tf`` and
-  ``/tf_static`` (it is not installable from PyPI: then the rig file carries the extrinsics).
+* ``nav_msgs/Odometry`` (map -> base_link), ``/tf`` (map -> base_link) and ``/tf_static``
+  (base_link -> sensors) where ``tf2_msgs`` is importable (not on PyPI; tools/bootstrap.sh builds
+  it from tools/vendor); without it the rig file alone carries the extrinsics.
 
 Each message carries its *sensor* stamp: with ``stamp_mode: now`` the sample is re-timed to the
 current clock keeping the sensors' relative offsets (so end-to-end latency is meaningful); with
@@ -51,7 +52,7 @@ from lss_bev_ros.nodes.common import (
     sec_to_stamp,
 )
 
-try:  # /tf and /tf_static need tf2_msgs (not installable from PyPI here)
+try:  # /tf and /tf_static need tf2_msgs (not on PyPI; built by tools/bootstrap.sh)
     from geometry_msgs.msg import TransformStamped
     from tf2_msgs.msg import TFMessage  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the ROS install
@@ -489,7 +490,7 @@ class FramePlayerNode(PerceptionNode):
         self._pubs["tf_static"].publish(TFMessage(transforms=tfs))
 
     @staticmethod
-    def _transform(parent: str, child: str, t, q_wxyz, stamp):  # pragma: no cover - tf2 only
+    def _transform(parent: str, child: str, t, q_wxyz, stamp):
         ts = TransformStamped()
         ts.header.stamp, ts.header.frame_id, ts.child_frame_id = stamp, parent, child
         ts.transform.translation = Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2]))

@@ -76,6 +76,8 @@ def test_bad_options_and_precisions_are_clear(small):
         create_backend("torch", model, precision="fp16")
     with pytest.raises(BackendOptionError, match="precision must be one of"):
         create_backend("torch", model, precision="fp8")
+    with pytest.raises(BackendOptionError, match="reduced_stages must be a non-empty subset"):
+        create_backend("torch", model, precision="bf16", reduced_stages=["voxel_pooling"])
     with pytest.raises(BackendOptionError, match="jit must be one of"):
         create_backend("torch", model, jit="script")
     with pytest.raises(BackendOptionError, match=r"torch backend: .*unexpected keyword"):

@@ -5,9 +5,12 @@ positive, many near the threshold; see ``backend_testlib.sharpened_model``):
 
 * fp32 backends: max |logit error| <= 1e-2 and BEV masks at the decision threshold (p = 0.5,
   logit 0) identical except for at most 0.05 % of the 40 000 cells (20 cells).
-* bf16 autocast (CPU): known to be much less exact on this model (measured max error ~8 logits,
-  ~7 % of cells flip); the test only bounds it (correlation > 0.9, < 15 % flipped cells) and
-  the bench reports its speed. It is not a parity-validated precision.
+* bf16 autocast of both encoders (CPU, AMX): much less exact on this random-weight model
+  (measured max error ~8 logits, ~7 % of cells flip, almost all from the EfficientNet camera
+  encoder); the test only bounds it (correlation > 0.9, < 15 % flipped cells). Not a
+  parity-validated precision.
+* bf16 on the BEV encoder only (``reduced_stages=("bev_encoder",)``): max |error| <= 2 logits
+  and <= 1.5 % flipped cells (measured ~0.8 and ~0.7 %).
 
 GPU variants (fp16, CUDA graphs, CUDA execution provider) run only where CUDA exists.
 """
@@ -83,6 +86,17 @@ def test_bf16_cpu_runs_and_is_bounded(case):
           f"{float((logits - ref).abs().max()):.2f}, flipped {flipped:.2%}")
     assert corr > 0.9
     assert flipped < 0.15
+
+
+def test_bf16_bev_encoder_only_is_bounded(case):
+    backend, logits, _ = _run(case, "torch", precision="bf16",
+                                   reduced_stages=("bev_encoder",))
+    assert backend.name == "torch(cpu, bf16 bev_encoder only)"
+    err = float((logits - case["ref"]).abs().max())
+    flipped = mask_mismatch(logits, case["ref"])
+    print(f"{backend.name}: max abs err {err:.2f}, flipped {flipped:.3%}")
+    assert err <= 2.0
+    assert flipped <= 0.015
 
 
 def test_new_calibration_rebuilds_indices_and_matches(case):

@@ -323,10 +323,16 @@ def test_parameters_are_validated_and_bad_weights_fail_configure(ros_context, sy
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         for name, value in [("conf_threshold", 1.5), ("iou_threshold", -0.1), ("imgsz", 100),
                             ("classes", "unicorn"), ("weights", "/nope/x.pt"),
-                            ("inference_every", 0), ("weights", "model.bin")]:
+                            ("inference_every", 0), ("weights", "model.bin"),
+                            ("device", "gpu please")]:
             res = node.set_parameters([Parameter(name, value=value)])[0]
             assert not res.successful, f"{name}={value!r} should be rejected"
             assert name in res.reason
+        import torch
+
+        if not torch.cuda.is_available():
+            res = node.set_parameters([Parameter("device", value="cuda:0")])[0]
+            assert not res.successful and "no GPU" in res.reason
         res = node.set_parameters([Parameter("cameras", value=["CAM_FRONT"])])[0]
         assert not res.successful  # read-only: topics are fixed at start-up
 
