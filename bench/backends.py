@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -56,6 +57,8 @@ def variants(device: str, compile_: bool) -> list[tuple[str, str, dict[str, Any]
         ("onnxruntime whole graph, basic graph opt", "onnxruntime",
          {"graph_optimization": "basic"}),
         ("onnxruntime stages (demo split)", "onnxruntime", {"mode": "stages"}),
+        ("onnxruntime cam encoder + torch bf16 BEV", "onnxruntime",
+         {"mode": "stages", "bev_encoder": "torch_bf16"}),
     ]
     if device == "cuda":
         v += [
@@ -87,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     calib = calibration_tensors(cfg)
     imgs = random_images(cfg, seed=1)
     H, W = cfg.image.final_dim
+    load0 = os.getloadavg()[0]
     print(f"LSS {args.config}: {cfg.image.ncams} cameras x {H} x {W}, "
           f"{cfg.grid.num_depth_bins} depth bins, BEV {cfg.grid.bev_shape}; device {args.device},"
           f" torch threads {torch.get_num_threads()}, torch {torch.__version__}")
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['label']:42s} {cells} {total:8.1f} {base / total:7.2f}x {r['err']:9.1e}")
     for label, why in skipped:
         print(f"{label:42s} unavailable: {why}")
+    print(f"load average (1 min) at start {load0:.1f}, at end {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
     best = max(table, key=lambda row: row["speedup"])
     print(f"\nbest: {best['variant']} ({best['backend']}) {best['speedup']:.2f}x vs torch eager "
           "fp32")

@@ -7,13 +7,16 @@ backend.set_calibration(rots, trans, intrins, post_rots, post_trans)  # 1 x N x 
 logits, stage_ms = backend.infer(imgs)  # 1 x N x 3 x H x W -> 1 x 1 x 200 x 200 (CPU), ms
 ```
 
-* ``torch``: eager PyTorch; options ``channels_last``, ``jit`` (``freeze`` / ``optimize``).
-  fp32 and bf16 on CPU; fp32, fp16, bf16 on CUDA. Tested here (CPU).
+* ``torch``: eager PyTorch; options ``channels_last``, ``jit`` (``freeze`` / ``optimize``),
+  ``reduced_stages`` (which encoders autocast to bf16/fp16). fp32 and bf16 on CPU; fp32, fp16,
+  bf16 on CUDA. Tested here (CPU).
 * ``torch_compile``: ``torch.compile`` of both encoders; option ``mode``. Tested here (CPU).
 * ``cuda_graphs``: the whole per-frame model captured in one CUDA graph; fp32 / fp16 / bf16.
   CUDA only: **untested here** (no GPU on the development machines).
 * ``onnxruntime``: the exported static graph (``mode`` whole / stages) on the CPU, CUDA or
-  TensorRT execution providers; fp32 (fp16 through the TensorRT EP). Tested here: CPU EP only.
+  TensorRT execution providers; fp32 (fp16 through the TensorRT EP). ``mode="stages",
+  bev_encoder="torch_bf16"`` pairs the onnxruntime camera encoder with a bf16 torch BEV
+  encoder (CPU). Tested here: CPU EP only.
 * ``tensorrt``: a native TensorRT engine built from the whole-graph ONNX and cached; fp32 /
   fp16 / int8. Tested here: the ONNX it consumes and the cache keys only (no TensorRT here).
 

@@ -7,7 +7,9 @@ extended | all), ``allow_spinning`` (False on machines shared with other busy no
 ``mode="whole"`` (default) runs one graph: camera encoder + precomputed pooling + BEV encoder,
 with the pooling indices fed as inputs (recomputed only when the calibration changes).
 ``mode="stages"`` runs the camera- and BEV-encoder graphs and pools in torch between them (the
-streaming demo's split; per-stage timings).
+streaming demo's split; per-stage timings). With ``bev_encoder="torch_bf16"`` (CPU, stages mode)
+the BEV encoder runs in torch with bfloat16 autocast and channels-last instead (fast on CPUs with
+AVX512-BF16 / AMX; ~0.7 % of cells flip on the parity test model, see test_backend_parity).
 
 Providers: ``device="cpu"`` -> ``CPUExecutionProvider``; ``device="cuda"`` ->
 ``CUDAExecutionProvider`` (needs ``pip install onnxruntime-gpu``); ``providers=[...]`` picks
@@ -46,6 +48,7 @@ from .onnx_export import DEFAULT_OPSET, export_graph
 from .static_graph import POOLING_INPUTS, POOLING_OPS, pooling_indices
 
 MODES: tuple[str, ...] = ("whole", "stages")
+BEV_ENCODERS: tuple[str, ...] = ("onnxruntime", "torch_bf16")
 OPT_LEVELS: tuple[str, ...] = ("disabled", "basic", "extended", "all")
 
 
@@ -116,6 +119,7 @@ class OnnxRuntimeBackend(LSSBackend):
         threads: int = 0,
         graph_optimization: str = "all",
         allow_spinning: bool = True,
+        bev_encoder: str = "onnxruntime",
         logger: Any = None,
     ) -> None:
         ort = import_onnxruntime()
@@ -126,6 +130,15 @@ class OnnxRuntimeBackend(LSSBackend):
             raise BackendOptionError(f"pooling_op must be one of {POOLING_OPS}")
         if graph_optimization not in OPT_LEVELS:
             raise BackendOptionError(f"graph_optimization must be one of {OPT_LEVELS}")
+        if bev_encoder not in BEV_ENCODERS:
+            raise BackendOptionError(f"bev_encoder must be one of {BEV_ENCODERS}")
+        if bev_encoder != "onnxruntime" and (mode != "stages" or self.device.type != "cpu"):
+            raise BackendOptionError("bev_encoder='torch_bf16' needs mode='stages' on the CPU")
+        self.bev_encoder = bev_encoder
+        self._torch_bev: nn.Module | None = None
+        if bev_encoder == "torch_bf16":
+            self._torch_bev = copy.deepcopy(self.model.bevencode).cpu().eval().to(
+                memory_format=torch.channels_last)
         self.mode, self.pooling_op, self.opset = mode, pooling_op, int(opset)
         self.providers = self._pick_providers(ort, providers)
         if precision == "fp16" and self.providers[0] != "TensorrtExecutionProvider":
@@ -148,7 +161,10 @@ class OnnxRuntimeBackend(LSSBackend):
         self.threads = so.intra_op_num_threads
         self.graph_optimization = graph_optimization
         provider_options = [self._provider_options(p) for p in self.providers]
-        graphs = ("whole",) if mode == "whole" else ("camera_encoder", "bev_encoder")
+        graphs: tuple[str, ...] = ("whole",)
+        if mode == "stages":
+            graphs = ("camera_encoder",) if self._torch_bev is not None else (
+                "camera_encoder", "bev_encoder")
         self.sessions: dict[str, Any] = {}
         for g in graphs:
             src = cached_onnx(self.model, g, cache_dir, pooling_op, self.opset, self.log)
@@ -164,7 +180,7 @@ class OnnxRuntimeBackend(LSSBackend):
     def name(self) -> str:
         extra = ""
         if self.mode == "stages":
-            extra += ", stages"
+            extra += ", stages" + (", bev bf16" if self._torch_bev is not None else "")
         elif self.pooling_op != "gather_cumsum":
             extra += f", {self.pooling_op}"
         if self.precision != "fp32":
@@ -230,9 +246,15 @@ class OnnxRuntimeBackend(LSSBackend):
         sw.lap("camera_encoder")
         bev = self._pooling(torch.from_numpy(feats))
         sw.lap("voxel_pooling")
-        logits = self.sessions["bev_encoder"].run(["logits"], {"bev": bev.numpy()})[0]
+        if self._torch_bev is not None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = self._torch_bev(bev.contiguous(memory_format=torch.channels_last))
+            out = to_cpu_float(out)
+        else:
+            out = torch.from_numpy(
+                self.sessions["bev_encoder"].run(["logits"], {"bev": bev.numpy()})[0])
         sw.lap("bev_encoder")
-        return torch.from_numpy(logits), sw.stages
+        return out, sw.stages
 
     def _run_cuda(self, session: Any, feeds: dict[str, Tensor]) -> Tensor:
         """Zero-copy io binding of CUDA torch tensors (untested on the CPU-only dev machines)."""

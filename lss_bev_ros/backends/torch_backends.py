@@ -84,6 +84,7 @@ class TorchBackend(LSSBackend):
         self._camencode: Any = self.model.camencode
         self._bevencode: Any = self.model.bevencode
         self._pooling: FixedPooling | None = None
+        self._traced_cams: int | None = None
 
     @property
     def name(self) -> str:
@@ -105,8 +106,9 @@ class TorchBackend(LSSBackend):
 
     def _prepare(self, geom: Tensor, calib: Calibration) -> None:
         self._pooling = FixedPooling(geom, self.cfg.grid, method="index_add").to(self.device)
-        if self.jit != "none" and self._camencode is self.model.camencode:
-            self._trace(int(geom.shape[1]))
+        if self.jit != "none" and self._traced_cams != geom.shape[1]:
+            self._trace(int(geom.shape[1]))  # traced shapes are static: retrace per camera count
+            self._traced_cams = int(geom.shape[1])
 
     def _trace(self, num_cams: int) -> None:
         """Trace + freeze both encoders for ``num_cams`` images (BN folded into convs)."""

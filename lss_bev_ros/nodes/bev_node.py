@@ -581,7 +581,8 @@ class BevNode(PerceptionNode):
         self._pubs["grid"].publish(grid)
         if self.p("publish_image"):
             rgb = colorize_bev(out.probability, out.visible, threshold=proc.threshold,
-                               scale=int(self.p("image_scale")))
+                               scale=int(self.p("image_scale")), resolution=g.resolution,
+                               grid_origin=(g.xmin, g.ymin))
             img = Image()
             img.header.stamp = stamp_msg
             img.header.frame_id = frame

@@ -83,6 +83,12 @@ class EvalNode(PerceptionNode):
                   min=0.0, max=600.0),
         ParamSpec("grid_frame", "base_link", "frame of the BEV grid (and of the GT boxes)",
                   read_only=True),
+        ParamSpec("grid_resolution", 0.5, "expected grid cell size (m)", read_only=True,
+                  min=0.01, max=10.0),
+        ParamSpec("grid_size", 200, "expected grid cells along x and y", read_only=True, min=1,
+                  max=10000),
+        ParamSpec("grid_origin", [-50.0, -50.0], "expected grid origin (x, y) in metres",
+                  read_only=True, validator=lambda v: None if len(v) == 2 else "needs [x, y]"),
         ParamSpec("threshold", 0.5, "occupancy probability counted as occupied", min=0.0,
                   max=1.0),
         ParamSpec("stamp_tolerance_s", 0.1, "max stamp difference grid <-> reference (s)",
@@ -138,7 +144,9 @@ class EvalNode(PerceptionNode):
         cats = list(self.p("categories"))
         with self._lock:
             self.evaluator = BevEvaluator(
-                GridSpec(frame_id=self.p("grid_frame")), self.p("reference"),
+                GridSpec(float(self.p("grid_origin")[0]), float(self.p("grid_origin")[1]),
+                         float(self.p("grid_resolution")), int(self.p("grid_size")),
+                         int(self.p("grid_size")), self.p("grid_frame")), self.p("reference"),
                 float(self.p("threshold")), float(self.p("stamp_tolerance_s")),
                 region=self.p("region"), lidar_filter=filt, prefixes=cats or None,
                 max_pending=int(self.p("max_pending")),
