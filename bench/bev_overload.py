@@ -67,7 +67,8 @@ def run_mode(dataroot: Path, args, reduction: int) -> dict:
     from lss_bev_ros import pipeline
     from lss_bev_ros.msg import PipelineTiming
 
-    tmp = Path(tempfile.mkdtemp(prefix="bev_overload_"))
+    tmpdir = tempfile.TemporaryDirectory(prefix="bev_overload_")
+    tmp = Path(tmpdir.name)
     pipe = pipeline.start(_params(tmp, dataroot, args, reduction))
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -120,6 +121,7 @@ def run_mode(dataroot: Path, args, reduction: int) -> dict:
         node.destroy_node()
         ctx.try_shutdown()
         pipe.stop()
+        tmpdir.cleanup()
     n = len(window)
     lat = [m.latency_ms for m in window]
     third = max(1, n // 3)
@@ -160,7 +162,8 @@ def main() -> int:
     else:
         from lss_bev_ros.data.synthetic import generate_dataset
 
-        root = Path(tempfile.mkdtemp(prefix="bev_overload_data_"))
+        data_tmp = tempfile.TemporaryDirectory(prefix="bev_overload_data_")
+        root = Path(data_tmp.name)  # removed at exit
         generate_dataset(root, n_scenes=1, samples_per_scene=6, seed=3, progress=False)
     print(f"weights: {args.weights or 'untrained LSSConfig.small()'}  device: {args.device}  "
           f"images: {round(1600 * args.image_scale)}x{round(900 * args.image_scale)} JPEG x 6")

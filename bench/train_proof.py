@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.5,
         help="BEV cell size in m (0.5: the small config's 200 x 200 grid; 1.0 is ~4x cheaper)",
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest when shared)")
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
     p.add_argument("--save", default=None, help="write the trained weights here (fp16)")
@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         time_limit_s=args.time_limit,
         log_every=25,
         amp=args.amp,
+        threads=args.threads,
         init_weights=args.init,
     )
     # Untrained baseline: the very weights training starts from (train() seeds the same way).

@@ -100,7 +100,7 @@ class TrainOptions:
     val_scene_names: list[str] | None = None
     max_val_samples: int | None = None
     num_workers: int = 0
-    threads: int | None = None  # torch.set_num_threads
+    threads: int | None = 1  # torch threads while training (1: no OpenMP stalls on a busy CPU)
     log_every: int = 10
     progress: bool = True
     time_limit_s: float | None = None  # stop (and save) after this much wall time
@@ -271,11 +271,19 @@ def train(opts: TrainOptions, cfg: LSSConfig | None = None, nusc: Any = None) ->
 
     `cfg` overrides `opts.config`; `nusc` reuses a loaded `NuScenes` object.
     """
-    from lss_bev_ros.data.dataset import LSSDataset
-
     t_start = time.perf_counter()
+    threads_before = torch.get_num_threads()
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    try:
+        return _train(opts, cfg, nusc, t_start)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float) -> TrainResult:
+    from lss_bev_ros.data.dataset import LSSDataset
+
     torch.manual_seed(opts.seed)
     if nusc is None:
         from nuscenes.nuscenes import NuScenes
@@ -461,7 +469,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-val-samples", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 avoids OpenMP stalls on a shared CPU; 0: default)",
+    )
     p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     p.add_argument(
         "--amp",

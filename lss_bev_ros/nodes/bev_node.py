@@ -144,8 +144,8 @@ class BevNode(PerceptionNode):
         ParamSpec("publish_image", True, "publish the coloured BEV image"),
         ParamSpec("image_scale", 2, "BEV image up-scaling (pixels per cell)", min=1, max=8),
         ParamSpec("decode_reduction", 0, "compressed input: decode JPEGs at 1/k size (libjpeg "
-                  "DCT scaling, intrinsics scaled to match); 0: auto = the largest k that still "
-                  "gives at least the model's resize target; 1: full size", read_only=True,
+                  "DCT scaling, intrinsics scaled to match); 0: auto = the largest k that keeps "
+                  "twice the model's resize target; 1: full size", read_only=True,
                   choices=(0, 1, 2, 4, 8)),
         ParamSpec("warmup", True, "run one dummy frame on activate", read_only=True),
         ParamSpec("qos_reliable", False, "reliable (instead of best-effort) camera "
@@ -360,11 +360,13 @@ class BevNode(PerceptionNode):
             return 1
         if k:
             return k
+        # auto: keep at least twice the model's resize target, so the final INTER_AREA resize
+        # still averages (1/8 DCT decoding straight to ~the target size changes edges visibly)
         fh, fw = self.cfg.image.final_dim
         resize = max(fh / cam.height, fw / cam.width)
         for f in (8, 4, 2):
-            if (math.ceil(cam.width / f) >= cam.width * resize
-                    and math.ceil(cam.height / f) >= cam.height * resize):
+            if (math.ceil(cam.width / f) >= 2 * cam.width * resize
+                    and math.ceil(cam.height / f) >= 2 * cam.height * resize):
                 return f
         return 1
 

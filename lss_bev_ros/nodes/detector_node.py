@@ -601,6 +601,9 @@ class DetectorNode(PerceptionNode):
         if self.p("publish_markers"):
             clear = Marker()
             clear.action = Marker.DELETEALL
+            clear.header.stamp = frames[0].msg.header.stamp
+            clear.header.frame_id = (self.rig.base_frame_id if self.rig is not None
+                                     else frame_id_for(frames[0].name))
             markers.markers.append(clear)
         for f, d in zip(frames, dets, strict=True):
             pub = self._pubs.get(f.name)
