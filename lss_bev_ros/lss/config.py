@@ -29,17 +29,11 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+# nuScenes camera channels in the order the reference feeds them to the model
+from lss_bev_ros.calibration import NUSCENES_CAMERAS as NUSCENES_CAMS
+
 Bound = tuple[float, float, float]  # (lower m, upper m, step m)
 
-#: nuScenes camera channels in the order the reference feeds them to the model.
-NUSCENES_CAMS: tuple[str, ...] = (
-    "CAM_FRONT_LEFT",
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_BACK_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_RIGHT",
-)
 
 POOLING_MODES: tuple[str, ...] = ("precomputed", "cumsum")
 SUPPORTED_TRUNKS: tuple[str, ...] = ("efficientnet-b0",)
