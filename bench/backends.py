@@ -10,6 +10,11 @@ For every backend variant that can run here: per-stage and whole-model milliseco
 difference from torch eager on the same frame. Frames are timed round-robin (frame i of every
 variant before frame i + 1 of any) so load changes on a shared machine hit all variants alike.
 Variants that are unavailable are listed with the reason, not silently dropped.
+
+Threads matter on a shared machine: with 2 torch threads on 2 busy cores, torch's OpenMP
+workers spin-wait on each other and eager torch gets several times slower than with
+``--threads 1``, while onnxruntime's pool degrades gracefully; compare ``--threads 1`` (per-core
+efficiency) with the default before drawing conclusions.
 """
 
 from __future__ import annotations

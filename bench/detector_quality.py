@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.track_rate > 0:
         print(f"camera-rate tracking: first {args.track_scenes} of those scenes rendered at "
               f"{args.track_rate:g} Hz for {args.track_seconds:g} s")
-    head = f"{'':<22}" + "".join(f"{k:>12}" for k in report)
+    head = f"{'':<24}" + "".join(f"{k:>12}" for k in report)
     print(head)
     rows = [(f"precision@{args.conf:.2f}", "detection", "precision"),
             (f"recall@{args.conf:.2f}", "detection", "recall"),
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += [(f"AP@0.5 {n}", "detection", f"ap50/{i}") for i, n in enumerate(CLASS_NAMES)]
     rows += [("MOTA 2 Hz", "tracking", "mota"), ("IDF1 2 Hz", "tracking", "idf1"),
              ("ID switches 2 Hz", "tracking", "id_switches"),
+             ("one id (>=5 frames) 2Hz", "tracking", "id_persistence"),
              ("GT tracks 2 Hz", "tracking", "gt_objects"),
              ("GT boxes 2 Hz", "detection", "gt_boxes")]
     if args.track_rate > 0:
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += [(f"mAP@0.5 {r}", "detection_fast", "map50"),
                  (f"MOTA {r}", "tracking_fast", "mota"), (f"IDF1 {r}", "tracking_fast", "idf1"),
                  (f"ID switches {r}", "tracking_fast", "id_switches"),
+                 (f"one id (>=5 fr.) {r}", "tracking_fast", "id_persistence"),
                  (f"GT tracks {r}", "tracking_fast", "gt_objects"),
                  (f"frames {r}", "tracking_fast", "num_frames")]
     for name, part, key in rows:
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             vals.append(f"{v:>12.0f}" if key in ("id_switches", "gt_objects", "gt_boxes",
                                                   "num_frames")
                         else f"{_fmt(v):>12}")
-        print(f"{name:<22}" + "".join(vals))
+        print(f"{name:<24}" + "".join(vals))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0
