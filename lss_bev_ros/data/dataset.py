@@ -8,6 +8,14 @@ Follows the reference `SegmentationData` (nv-tlabs/lift-splat-shoot `src/data.py
 * `binimg` 1 x X x Y: footprints (bottom corners) of `vehicle.*` boxes in the ego frame of the
   LIDAR_TOP sample_data's ego pose, rasterised with `cv2.fillPoly` exactly as the reference:
   `binimg[0, ix, iy]`, ix along ego x (forward), iy along ego y (left), as the model output.
+
+Optional auxiliary targets from LIDAR_TOP (`aux_targets=True`, not in the reference), per
+camera and frustum cell (the model's `D x fH x fW` lift grid):
+
+* `depth` N x D x fH x fW: normalised histogram of the depths of the lidar points that project
+  into the cell (nearest frustum column/row and depth bin); all zero where no point lands;
+* `vehicle` N x fH x fW: fraction of those points that lie inside `vehicle.*` boxes, -1 where
+  no point lands.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from lss_bev_ros.lss.preprocess import LSSInputs, prepare_inputs
 
 VEHICLE_PREFIX = "vehicle."
 
-Sample = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+Sample = tuple[Tensor, ...]
 
 
 def _quat_to_matrix(q: Sequence[float]) -> np.ndarray:
@@ -155,6 +163,97 @@ def vehicle_mask(
     return img
 
 
+def lidar_points_global(nusc: Any, sample_token: str) -> tuple[np.ndarray, np.ndarray]:
+    """LIDAR_TOP points of a sample in the global frame (P x 3) and whether each lies inside a
+    `vehicle.*` annotation box (P,)."""
+    from nuscenes.utils.data_classes import Box, LidarPointCloud
+    from nuscenes.utils.geometry_utils import points_in_box
+    from pyquaternion import Quaternion
+
+    sample = nusc.get("sample", sample_token)
+    sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    pts = LidarPointCloud.from_file(nusc.get_sample_data_path(sd["token"])).points[:3]
+    T = _transform(pose["rotation"], pose["translation"]) @ _transform(
+        cs["rotation"], cs["translation"]
+    )
+    pts = T[:3, :3] @ pts.astype(np.float64) + T[:3, 3:4]  # 3 x P global
+    on_vehicle = np.zeros(pts.shape[1], dtype=bool)
+    for tok in sample["anns"]:
+        ann = nusc.get("sample_annotation", tok)
+        if ann["category_name"].startswith(VEHICLE_PREFIX) and ann["num_lidar_pts"] > 0:
+            box = Box(ann["translation"], ann["size"], Quaternion(ann["rotation"]))
+            on_vehicle |= points_in_box(box, pts)
+    return pts.T, on_vehicle
+
+
+def camera_aux_targets(
+    points_global: np.ndarray,
+    on_vehicle: np.ndarray,
+    cam_to_global: np.ndarray,
+    intrinsics: np.ndarray,
+    post_rots: np.ndarray,
+    post_trans: np.ndarray,
+    cfg: LSSConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-camera lift-grid targets from lidar points (see module docstring).
+
+    Args:
+        points_global: P x 3 points (m); on_vehicle: P bool.
+        cam_to_global: N x 4 x 4; intrinsics, post_rots: N x 3 x 3; post_trans: N x 3.
+
+    Returns:
+        depth N x D x fH x fW (float32, histograms summing to 1 or all 0), vehicle N x fH x fW
+        (float32 fraction, -1 where no point).
+    """
+    H, W = cfg.image.final_dim
+    fH, fW = cfg.feature_size
+    d0, _, dstep = cfg.grid.dbound
+    D = cfg.grid.num_depth_bins
+    N = len(cam_to_global)
+    depth = np.zeros((N, D, fH, fW), dtype=np.float32)
+    veh = np.zeros((N, fH, fW), dtype=np.float32)
+    cnt = np.zeros((N, fH, fW), dtype=np.float32)
+    for n in range(N):
+        G = np.linalg.inv(cam_to_global[n])
+        pc = points_global @ G[:3, :3].T + G[:3, 3]
+        z = pc[:, 2]
+        keep = z > 0.5
+        uvw = pc[keep] @ intrinsics[n].T
+        uv = uvw[:, :2] / uvw[:, 2:3]
+        uv = uv @ post_rots[n][:2, :2].T + post_trans[n][:2]
+        zk = z[keep]
+        col = np.round(uv[:, 0] * (fW - 1) / (W - 1)).astype(np.int64)
+        row = np.round(uv[:, 1] * (fH - 1) / (H - 1)).astype(np.int64)
+        b = np.round((zk - d0) / dstep).astype(np.int64)
+        ok = (
+            (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H) & (b >= 0) & (b < D)
+        )
+        col, row, b = col[ok], row[ok], b[ok]
+        np.add.at(depth[n], (b, row, col), 1.0)
+        np.add.at(cnt[n], (row, col), 1.0)
+        np.add.at(veh[n], (row, col), on_vehicle[keep][ok].astype(np.float32))
+    has = cnt > 0
+    depth /= np.maximum(cnt, 1.0)[:, None]
+    veh = np.where(has, veh / np.maximum(cnt, 1.0), -1.0).astype(np.float32)
+    return depth, veh
+
+
+def _cam_to_global(nusc: Any, sample_token: str, cams: Sequence[str]) -> np.ndarray:
+    sample = nusc.get("sample", sample_token)
+    out = []
+    for cam in cams:
+        sd = nusc.get("sample_data", sample["data"][cam])
+        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+        pose = nusc.get("ego_pose", sd["ego_pose_token"])
+        out.append(
+            _transform(pose["rotation"], pose["translation"])
+            @ _transform(cs["rotation"], cs["translation"])
+        )
+    return np.stack(out)
+
+
 class LSSDataset(Dataset):
     """Per sample `(imgs N x 3 x H x W, rots N x 3 x 3, trans N x 3, intrins N x 3 x 3,
     post_rots N x 3 x 3, post_trans N x 3, binimg 1 x X x Y)`, float32.
@@ -162,7 +261,8 @@ class LSSDataset(Dataset):
     `is_train`: random augmentation (and a random subset of `cfg.image.ncams` cameras when it is
     smaller than the camera list); otherwise the deterministic eval transform of all cameras.
     `seed` seeds the augmentation (`None`: unseeded). With DataLoader workers, call
-    `reseed(worker_id)` in `worker_init_fn`.
+    `reseed(worker_id)` in `worker_init_fn`. `aux_targets` appends the lidar lift-grid targets
+    `depth` (N x D x fH x fW) and `vehicle` (N x fH x fW) to every item.
     """
 
     def __init__(
@@ -172,6 +272,7 @@ class LSSDataset(Dataset):
         cfg: LSSConfig,
         is_train: bool,
         seed: int | None = 0,
+        aux_targets: bool = False,
     ) -> None:
         self.nusc = nusc
         self.cfg = cfg
@@ -179,6 +280,7 @@ class LSSDataset(Dataset):
         self.scene_names = list(scene_names)
         self.tokens = scene_sample_tokens(nusc, self.scene_names)
         self._seed = seed
+        self.aux_targets = aux_targets
         self.rng = np.random.default_rng(seed)
 
     def reseed(self, offset: int) -> None:
@@ -199,9 +301,30 @@ class LSSDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         token = self.tokens[index]
-        inp = sample_inputs(
-            self.nusc, token, self.cfg, self.choose_cams(), train=self.is_train, rng=self.rng
-        )
+        cams = self.choose_cams()
+        inp = sample_inputs(self.nusc, token, self.cfg, cams, train=self.is_train, rng=self.rng)
         binimg = torch.from_numpy(vehicle_mask(self.nusc, token, self.cfg.grid)).unsqueeze(0)
         imgs, rots, trans, intrins, post_rots, post_trans = (t.squeeze(0) for t in inp)
-        return imgs, rots, trans, intrins, post_rots, post_trans, binimg
+        if not self.aux_targets:
+            return imgs, rots, trans, intrins, post_rots, post_trans, binimg
+        pts, on_vehicle = lidar_points_global(self.nusc, token)
+        depth, veh = camera_aux_targets(
+            pts,
+            on_vehicle,
+            _cam_to_global(self.nusc, token, cams),
+            intrins.double().numpy(),
+            post_rots.double().numpy(),
+            post_trans.double().numpy(),
+            self.cfg,
+        )
+        return (
+            imgs,
+            rots,
+            trans,
+            intrins,
+            post_rots,
+            post_trans,
+            binimg,
+            torch.from_numpy(depth),
+            torch.from_numpy(veh),
+        )

@@ -105,6 +105,8 @@ class TrainOptions:
     progress: bool = True
     time_limit_s: float | None = None  # stop (and save) after this much wall time
     amp: str = "auto"  # bfloat16 autocast: auto | bf16 | off
+    depth_weight: float = 1.0  # auxiliary lidar depth loss (0: reference recipe)
+    vehicle_weight: float = 1.0  # auxiliary per-cell vehicle loss on the context features
 
 
 @dataclass
@@ -114,7 +116,8 @@ class TrainResult:
     steps: int
     epochs_done: int
     seconds: float
-    losses: list[float]  # per optimizer step
+    losses: list[float]  # BEV loss per optimizer step
+    aux_losses: list[tuple[float, float]]  # (depth, vehicle) auxiliary losses per step
     val_history: list[dict[str, float]]  # {"step", "iou", "loss"} per validation
     best_iou: float
     last_checkpoint: Path
@@ -156,25 +159,75 @@ def resolve_amp(amp: str) -> bool:
 
 
 def forward_staged(
-    model: LiftSplatShoot, batch: Sequence[Tensor], device: torch.device, amp: bool = False
-) -> Tensor:
+    model: LiftSplatShoot,
+    batch: Sequence[Tensor],
+    device: torch.device,
+    amp: bool = False,
+    return_lift: bool = False,
+) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Training forward: `B x outC x X x Y` float32 logits of a batch (first 6 items).
 
     Geometry, camera encoder and pooling run in float32 (reference cumsum pooling, which suits
     a calibration that changes every step); with `amp` the BEV encoder, which holds most of the
-    FLOPs, runs under bfloat16 autocast on channels-last activations.
+    FLOPs, runs under bfloat16 autocast on channels-last activations. With `return_lift` also
+    returns the depth distribution `BN x D x fH x fW` and context features `BN x fH x fW x C`.
     """
     imgs, rots, trans, intrins, post_rots, post_trans = (t.to(device) for t in batch[:6])
+    B, N = imgs.shape[:2]
     geom = model.get_geometry(rots, trans, intrins, post_rots, post_trans)
+    x = imgs.flatten(0, 1)
     if amp:
-        imgs = imgs.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(imgs.shape)
-    feats = model.get_cam_feats(imgs)
-    bev = cumsum_pool(geom, feats, model.cfg.grid)
+        x = x.contiguous(memory_format=torch.channels_last)
+    depth, feats = model.camencode.get_depth_feat(x)  # BN x D x h x w, BN x D x h x w x C
+    bev = cumsum_pool(geom, feats.view(B, N, *feats.shape[1:]), model.cfg.grid)
     if amp:
         bev = bev.contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
         out = model.bev_encode(bev)
+    if return_lift:
+        return out.float(), depth, feats.sum(dim=1)  # depth sums to 1: sum_D feats = context
     return out.float()
+
+
+class AuxLoss(nn.Module):
+    """Auxiliary lift supervision from lidar (not in the reference; speeds up learning).
+
+    * depth: cross-entropy of the predicted depth distribution against the lidar depth
+      histogram of each frustum cell (cells without points are ignored);
+    * vehicle: a 1 x 1 conv on the context features predicts the fraction of the cell's lidar
+      points on vehicles (BCE; only used in training, not part of the model).
+    """
+
+    def __init__(self, channels: int, depth_weight: float, vehicle_weight: float) -> None:
+        super().__init__()
+        self.depth_weight = depth_weight
+        self.vehicle_weight = vehicle_weight
+        self.head = nn.Conv2d(channels, 1, kernel_size=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.constant_(self.head.bias, -2.0)
+
+    def forward(
+        self, depth: Tensor, context: Tensor, depth_target: Tensor, vehicle_target: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """depth `BN x D x h x w`, context `BN x h x w x C`; targets `B x N x D x h x w`,
+        `B x N x h x w` (-1 = no lidar). Returns (depth loss, vehicle loss), unweighted."""
+        dt = depth_target.flatten(0, 1)
+        valid = dt.sum(dim=1) > 0  # BN x h x w
+        ce = -(dt * torch.log(depth.clamp_min(1e-6))).sum(dim=1)
+        loss_d = ce[valid].mean() if valid.any() else depth.sum() * 0.0
+        vt = vehicle_target.flatten(0, 1)
+        vvalid = vt >= 0
+        logits = self.head(context.permute(0, 3, 1, 2)).squeeze(1)
+        loss_v = (
+            nn.functional.binary_cross_entropy_with_logits(logits[vvalid], vt[vvalid])
+            if vvalid.any()
+            else logits.sum() * 0.0
+        )
+        return loss_d, loss_v
+
+    def total(self, loss_d: Tensor, loss_v: Tensor) -> Tensor:
+        """Weighted sum."""
+        return self.depth_weight * loss_d + self.vehicle_weight * loss_v
 
 
 def _forward(model: nn.Module, batch: Sequence[Tensor], device: torch.device) -> Tensor:
@@ -246,6 +299,7 @@ def _save(
     epoch: int,
     best_iou: float,
     opts: TrainOptions,
+    aux: AuxLoss | None = None,
 ) -> Path:
     extra: dict[str, Any] = {
         "step": step,
@@ -257,6 +311,8 @@ def _save(
     }
     if opt is not None:
         extra["optimizer"] = opt.state_dict()
+        if aux is not None:
+            extra["aux_head"] = {k: v.detach().clone() for k, v in aux.state_dict().items()}
     return save_checkpoint(path, model, cfg, extra)
 
 
@@ -299,6 +355,7 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
     out_dir.mkdir(parents=True, exist_ok=True)
     start_step, start_epoch, best_iou = 0, 0, -math.inf
     opt_state = None
+    aux_state = None
     if opts.resume:
         model, cfg_loaded, extra = load_checkpoint(opts.resume, cfg=cfg)
         cfg = cfg_loaded
@@ -306,6 +363,7 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
         start_epoch = int(extra.get("epoch", 0))
         best_iou = float(extra.get("best_iou", -math.inf))
         opt_state = extra.get("optimizer")
+        aux_state = extra.get("aux_head")
         log.info("resumed %s at step %d (epoch %d)", opts.resume, start_step, start_epoch)
     else:
         cfg = cfg if cfg is not None else model_config(opts.config)
@@ -319,14 +377,26 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
     model.to(device).train()
     if amp:
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    use_aux = opts.depth_weight > 0 or opts.vehicle_weight > 0
+    aux = AuxLoss(cfg.cam_channels, opts.depth_weight, opts.vehicle_weight) if use_aux else None
+    params = list(model.parameters())
+    if aux is not None:
+        if aux_state is not None:
+            aux.load_state_dict(aux_state)
+        params += list(aux.parameters())
+    opt = torch.optim.Adam(params, lr=opts.lr, weight_decay=opts.weight_decay)
     if opt_state is not None:
-        opt.load_state_dict(opt_state)
+        try:
+            opt.load_state_dict(opt_state)
+        except ValueError as e:  # e.g. auxiliary losses switched on or off
+            log.warning("optimizer state not restored (%s); starting it afresh", e)
         for g in opt.param_groups:
             g["lr"] = opts.lr
     loss_fn = bce_loss(opts.pos_weight).to(device)
 
-    train_ds = LSSDataset(nusc, train_names, cfg, is_train=True, seed=opts.seed + start_step)
+    train_ds = LSSDataset(
+        nusc, train_names, cfg, is_train=True, seed=opts.seed + start_step, aux_targets=use_aux
+    )
     val_ds = LSSDataset(nusc, val_names, cfg, is_train=False) if val_names else None
     gen = torch.Generator().manual_seed(opts.seed + start_step)
     loader = DataLoader(
@@ -339,12 +409,15 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
         worker_init_fn=_seed_worker,
     )
     log.info(
-        "training on %d samples (%d scenes), validating on %d samples (%d scenes); bf16 %s; out %s",
+        "training on %d samples (%d scenes), validating on %d samples (%d scenes); bf16 %s; "
+        "aux depth/vehicle weights %.2f/%.2f; out %s",
         len(train_ds),
         len(train_names),
         len(val_ds) if val_ds else 0,
         len(val_names),
         amp,
+        opts.depth_weight,
+        opts.vehicle_weight,
         out_dir,
     )
     steps_per_epoch = max(len(loader), 1)
@@ -361,6 +434,7 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
         disable=not opts.progress,
     )
     losses: list[float] = []
+    aux_losses: list[tuple[float, float]] = []
     history: list[dict[str, float]] = []
     step, epoch = start_step, start_epoch
     best_path: Path | None = out_dir / "best.pt" if (out_dir / "best.pt").exists() else None
@@ -382,17 +456,24 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
         if math.isfinite(res.iou) and res.iou > best_iou:
             best_iou = res.iou
             best_path = _save(out_dir / "best.pt", model, cfg, None, step, epoch, best_iou, opts)
-        _save(last_path, model, cfg, opt, step, epoch, best_iou, opts)
+        _save(last_path, model, cfg, opt, step, epoch, best_iou, opts, aux)
 
     stop = step >= total
     with pbar:
         while epoch < opts.epochs and not stop:
             for batch in loader:
-                out = forward_staged(model, batch, device, amp)
-                loss = loss_fn(out, batch[6].to(device))
+                if aux is not None:
+                    out, depth, context = forward_staged(model, batch, device, amp, True)
+                    loss = loss_fn(out, batch[6].to(device))
+                    loss_d, loss_veh = aux(depth, context, batch[7].to(device), batch[8].to(device))
+                    total_loss = loss + aux.total(loss_d, loss_veh)
+                    aux_losses.append((loss_d.item(), loss_veh.item()))
+                else:
+                    out = forward_staged(model, batch, device, amp)
+                    total_loss = loss = loss_fn(out, batch[6].to(device))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), opts.grad_clip)
+                total_loss.backward()
+                nn.utils.clip_grad_norm_(params, opts.grad_clip)
                 opt.step()
                 step += 1
                 loss_v = loss.item()
@@ -400,7 +481,12 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
                 pbar.update(1)
                 pbar.set_postfix(loss=f"{loss_v:.4f}")
                 if opts.log_every and step % opts.log_every == 0:
-                    log.info("step %d  epoch %d  loss %.4f", step, epoch, loss_v)
+                    aux_txt = ""
+                    if aux_losses:
+                        aux_txt = (
+                            f"  depth {aux_losses[-1][0]:.3f}  vehicle {aux_losses[-1][1]:.3f}"
+                        )
+                    log.info("step %d  epoch %d  loss %.4f%s", step, epoch, loss_v, aux_txt)
                 if opts.val_every and step % opts.val_every == 0:
                     validate()
                 if step >= total:
@@ -416,12 +502,13 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
                     validate()
     if not history or history[-1]["step"] != step:
         validate()
-    _save(last_path, model, cfg, opt, step, epoch, best_iou, opts)
+    _save(last_path, model, cfg, opt, step, epoch, best_iou, opts, aux)
     return TrainResult(
         steps=step,
         epochs_done=epoch,
         seconds=time.perf_counter() - t_start,
         losses=losses,
+        aux_losses=aux_losses,
         val_history=history,
         best_iou=best_iou,
         last_checkpoint=last_path,
@@ -477,6 +564,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     p.add_argument(
+        "--depth-weight",
+        type=float,
+        default=1.0,
+        help="auxiliary lidar depth loss weight (0: reference recipe)",
+    )
+    p.add_argument(
+        "--vehicle-weight",
+        type=float,
+        default=1.0,
+        help="auxiliary per-cell vehicle loss weight (0: off)",
+    )
+    p.add_argument(
         "--amp",
         choices=("auto", "bf16", "off"),
         default="auto",
@@ -506,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         time_limit_s=args.time_limit,
         amp=args.amp,
+        depth_weight=args.depth_weight,
+        vehicle_weight=args.vehicle_weight,
     )
     res = train(opts)
     print(

@@ -51,17 +51,17 @@ def test_committed_model_beats_untrained_and_keeps_track_ids(held_out, untrained
     d, b = trained.detection, base.detection
     print(f"\nheld-out key frames: trained {d}\nuntrained {b}")
     assert d["gt_boxes"] >= 20
-    assert d["map50"] >= 0.3 and d["map50"] > b["map50"] + 0.25
-    assert d["recall"] >= 0.4 and d["precision"] >= 0.6
+    assert d["map50"] >= 0.5 and d["map50"] > b["map50"] + 0.4
+    assert d["recall"] >= 0.6 and d["precision"] >= 0.7
 
     # tracking at camera rate (10 Hz), two cameras, 2 s of a held-out scene
     seqs = rendered_sequences(HELD_OUT_SEED, [0], ["CAM_FRONT", "CAM_BACK"], 10.0, 2.0)
     t = evaluate_sets(det, seqs, 0.25, min_height_px=16).tracking
     print(f"10 Hz tracking: {t}")
     assert t["num_frames"] == 2 * 21
-    assert t["idf1"] >= 0.55 and t["mota"] >= 0.4
-    assert t["id_switches"] <= 6
-    assert t["id_persistence"] >= 0.7, "objects tracked >= 5 frames should keep one id"
+    assert t["idf1"] >= 0.6 and t["mota"] >= 0.45
+    assert t["id_switches"] <= 5
+    assert t["id_persistence"] >= 0.75, "objects tracked >= 5 frames should keep one id"
 
 
 @pytest.mark.slow

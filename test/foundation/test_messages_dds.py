@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
 from lss_bev_ros.msg import (
     BevMetrics,
     Detection2D,
@@ -12,9 +16,6 @@ from lss_bev_ros.msg import (
     PipelineTiming,
     StageDuration,
 )
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 
 def _detections() -> Detection2DArray:

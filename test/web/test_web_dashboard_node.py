@@ -15,13 +15,6 @@ import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
-from lss_bev_ros.msg import (
-    BevMetrics,
-    Detection2D,
-    Detection2DArray,
-    PipelineTiming,
-    StageDuration,
-)
 from nav_msgs.msg import OccupancyGrid
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -31,6 +24,13 @@ from visualization_msgs.msg import Marker, MarkerArray
 from web_testutil import MjpegReader, get
 
 from lss_bev_ros.conversions import GridSpec, probability_to_occupancy
+from lss_bev_ros.msg import (
+    BevMetrics,
+    Detection2D,
+    Detection2DArray,
+    PipelineTiming,
+    StageDuration,
+)
 from lss_bev_ros.nodes.dashboard_node import DashboardNode, pipeline_name
 from lss_bev_ros.visualization import TP_RGB
 
