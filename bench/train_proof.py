@@ -123,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest when shared)")
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
+    p.add_argument("--depth-weight", type=float, default=1.0, help="aux lidar depth loss")
+    p.add_argument("--vehicle-weight", type=float, default=1.0, help="aux vehicle-cell loss")
+    p.add_argument(
+        "--monitor-every",
+        type=int,
+        default=0,
+        help="log held-out IoU and write last.pt every N steps (monitoring only; "
+        "the final model is scored, never a selected one)",
+    )
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
     p.add_argument("--save", default=None, help="write the trained weights here (fp16)")
     p.add_argument("--no-progress", action="store_true")
@@ -167,7 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         seed=args.seed,
         train_scene_names=train_names,
-        val_scene_names=[],  # held-out scenes: scored below only
+        val_scene_names=val_names if args.monitor_every else [],
+        val_every=args.monitor_every,
+        max_val_samples=12,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=20,
+        depth_weight=args.depth_weight,
+        vehicle_weight=args.vehicle_weight,
         progress=not args.no_progress,
         time_limit_s=args.time_limit,
         log_every=25,

@@ -105,6 +105,8 @@ class TrainOptions:
     progress: bool = True
     time_limit_s: float | None = None  # stop (and save) after this much wall time
     amp: str = "auto"  # bfloat16 autocast: auto | bf16 | off
+    lr_schedule: str = "constant"  # constant | cosine (to 5 % of lr at max_steps)
+    warmup_steps: int = 0
     depth_weight: float = 1.0  # auxiliary lidar depth loss (0: reference recipe)
     vehicle_weight: float = 1.0  # auxiliary per-cell vehicle loss on the context features
 
@@ -458,6 +460,19 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
             best_path = _save(out_dir / "best.pt", model, cfg, None, step, epoch, best_iou, opts)
         _save(last_path, model, cfg, opt, step, epoch, best_iou, opts, aux)
 
+    base_lrs = [g["lr"] for g in opt.param_groups]
+
+    def set_lr(at_step: int) -> None:
+        f = 1.0
+        if opts.warmup_steps and at_step < opts.warmup_steps:
+            f = (at_step + 1) / opts.warmup_steps
+        if opts.lr_schedule == "cosine" and total > 0:
+            f *= 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(at_step, total) / total))
+        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = lr * f
+
+    if opts.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be constant | cosine, got {opts.lr_schedule!r}")
     stop = step >= total
     with pbar:
         while epoch < opts.epochs and not stop:
@@ -471,6 +486,7 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
                 else:
                     out = forward_staged(model, batch, device, amp)
                     total_loss = loss = loss_fn(out, batch[6].to(device))
+                set_lr(step)
                 opt.zero_grad(set_to_none=True)
                 total_loss.backward()
                 nn.utils.clip_grad_norm_(params, opts.grad_clip)
@@ -563,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         help="torch CPU threads (1 avoids OpenMP stalls on a shared CPU; 0: default)",
     )
     p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument(
         "--depth-weight",
         type=float,
@@ -607,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
         amp=args.amp,
         depth_weight=args.depth_weight,
         vehicle_weight=args.vehicle_weight,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
     )
     res = train(opts)
     print(

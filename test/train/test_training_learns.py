@@ -55,7 +55,7 @@ def test_loss_falls_and_heldout_iou_beats_untrained(tiny_root: Path, tmp_path: P
     untrained = LiftSplatShoot(cfg)
     opts = TrainOptions(
         dataroot=str(tiny_root), out_dir=str(tmp_path / "run"), epochs=100, max_steps=24,
-        batch_size=2, lr=3e-3, seed=0, val_every=12, progress=False,
+        batch_size=2, lr=3e-3, seed=0, val_every=12, progress=False, val_scenes=VAL,
     )
     res = train(opts, cfg=cfg, nusc=nusc)
     assert res.steps == 24
@@ -77,7 +77,7 @@ def test_loss_falls_and_heldout_iou_beats_untrained(tiny_root: Path, tmp_path: P
     # Resume: model, optimizer and step continue.
     more = TrainOptions(
         dataroot=str(tiny_root), out_dir=str(tmp_path / "run"), epochs=100, max_steps=26,
-        batch_size=2, lr=3e-3, seed=0, val_every=0, progress=False,
+        batch_size=2, lr=3e-3, seed=0, val_every=0, progress=False, val_scenes=VAL,
         resume=str(res.last_checkpoint),
     )
     res2 = train(more, nusc=nusc)
