@@ -65,6 +65,7 @@ BUILD_HASH="$(hash_of CMakeLists.txt package.xml msg/*.msg tools/vendor/*/*.* to
 BUILD_STAMP="$REPO/install/.lss_bev_build_stamp"
 if [[ "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$BUILD_HASH" ]]; then
   log "building messages with colcon"
+  mkdir -p "$REPO/log"
   # tf2_msgs has no PyPI wheel: build the identical interface from tools/vendor (dev only)
   VENDOR_PATHS=""
   "$VENV/bin/python" -c "import tf2_msgs" 2>/dev/null || VENDOR_PATHS="$REPO/tools/vendor/tf2_msgs"
