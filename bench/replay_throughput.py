@@ -145,14 +145,14 @@ def main() -> int:
                        threshold=args.threshold, reference=args.reference, progress=False,
                        n_sample_images=0, torch_threads=args.torch_threads)
     offline = evaluate_bag(bag, None, opts)
+    from lss_bev_ros.bev_processor import jpeg_decode_reduction
     from lss_bev_ros.calibration import load_rig_yaml
     from lss_bev_ros.lss.checkpoint import load_checkpoint
     from rosbag_tools.bagio import rig_path_for_bag
-    from rosbag_tools.evaluate import decode_reduction
 
     cfg = load_checkpoint(weights)[1]
     cam0 = load_rig_yaml(rig_path_for_bag(bag)).cameras[0]
-    live = live_run(bag, weights, args, work, decode_reduction(cam0, cfg.image.final_dim, 0))
+    live = live_run(bag, weights, args, work, jpeg_decode_reduction(cam0, cfg.image.final_dim, 0))
     # offline again after the live run: on a shared machine the load changes over time, the
     # spread of the two offline runs shows how much
     offline2 = evaluate_bag(bag, None, opts)

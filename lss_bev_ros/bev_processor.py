@@ -14,6 +14,7 @@ or an image size changes.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lss_bev_ros.calibration import RigCalibration
+from lss_bev_ros.calibration import CameraCalibration, RigCalibration
 from lss_bev_ros.conversions.grid import GridSpec
 
 MASKED_CAMERA_OFFSET_M = 1.0e5
@@ -307,3 +308,23 @@ class BevProcessor:
         if key not in self._black:
             self._black[key] = np.zeros((key[0], key[1], 3), np.uint8)
         return self._black[key]
+
+
+def jpeg_decode_reduction(
+    cam: CameraCalibration, final_dim: tuple[int, int], requested: int = 0
+) -> int:
+    """JPEG DCT decode factor (1, 2, 4, 8) for ``cam``; one rule for bev_node and offline eval.
+
+    ``requested`` > 0 is used as is; 0 (auto) picks the largest factor whose decoded image keeps
+    at least twice the model's resize target, so the final INTER_AREA resize still averages
+    (1/8 DCT decoding straight to about the target size changes edges visibly).
+    """
+    if requested:
+        return int(requested)
+    fh, fw = final_dim
+    resize = max(fh / cam.height, fw / cam.width)
+    for f in (8, 4, 2):
+        if (math.ceil(cam.width / f) >= 2 * cam.width * resize
+                and math.ceil(cam.height / f) >= 2 * cam.height * resize):
+            return f
+    return 1

@@ -33,7 +33,6 @@ import yaml
 
 from lss_bev_ros.calibration import (
     CalibrationError,
-    CameraCalibration,
     RigCalibration,
     load_rig_yaml,
 )
@@ -194,20 +193,6 @@ _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
                   4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
-def decode_reduction(cam: CameraCalibration, final_dim: tuple[int, int], requested: int) -> int:
-    """JPEG DCT decode factor for ``cam`` as bev_node picks it: ``requested`` (1, 2, 4, 8), or
-    for 0 the largest factor whose decoded image is still at least the model's resize target."""
-    if requested:
-        return int(requested)
-    fh, fw = final_dim
-    resize = max(fh / cam.height, fw / cam.width)
-    for f in (8, 4, 2):
-        if (math.ceil(cam.width / f) >= cam.width * resize
-                and math.ceil(cam.height / f) >= cam.height * resize):
-            return f
-    return 1
-
-
 def reduced_rig(rig: RigCalibration, factors: dict[str, int]) -> RigCalibration:
     """Rig of the decoded images: sizes ``ceil(size / f)``, intrinsics scaled to match."""
     for cam in rig.cameras:
@@ -362,7 +347,12 @@ class ReplayEvaluator:
     def _run(self) -> EvalReport:
         from tqdm import tqdm
 
-        from lss_bev_ros.bev_processor import BevInputError, BevProcessor, make_backend
+        from lss_bev_ros.bev_processor import (
+            BevInputError,
+            BevProcessor,
+            jpeg_decode_reduction,
+            make_backend,
+        )
 
         opts = self.opts
         t_start = time.perf_counter()
@@ -399,7 +389,7 @@ class ReplayEvaluator:
             except Exception as exc:
                 raise BagToolError(f"backend {opts.backend}: {exc}") from exc
             self.backend_name = str(getattr(backend, "name", opts.backend))
-            reductions = {c.name: 1 if img_type != MSG_COMPRESSED else decode_reduction(
+            reductions = {c.name: 1 if img_type != MSG_COMPRESSED else jpeg_decode_reduction(
                 c, cfg.image.final_dim, opts.decode_reduction) for c in rig.cameras}
             proc = BevProcessor(backend, cfg, reduced_rig(rig, reductions), opts.threshold)
             if opts.warmup:

@@ -237,14 +237,26 @@ def _forward(model: nn.Module, batch: Sequence[Tensor], device: torch.device) ->
     return model(imgs, rots, trans, intrins, post_rots, post_trans)
 
 
+SWEEP_THRESHOLDS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
 @dataclass
 class EvalResult:
-    """Validation result: pooled IoU (reference `get_val_info`), mean loss, per-frame metrics."""
+    """Validation result: pooled IoU (reference `get_val_info`) at `threshold`, mean loss,
+    per-frame metrics, and pooled IoU at every swept threshold (`iou_at`)."""
 
     iou: float
     loss: float
     metrics: RunningMetrics
     n_samples: int
+    threshold: float = 0.5
+    iou_at: dict[float, float] = field(default_factory=dict)
+
+    @property
+    def best_threshold(self) -> float:
+        """The swept threshold with the highest pooled IoU (`threshold` if none swept)."""
+        finite = {t: v for t, v in self.iou_at.items() if math.isfinite(v)}
+        return max(finite, key=finite.__getitem__) if finite else self.threshold
 
 
 @torch.no_grad()
@@ -256,11 +268,13 @@ def evaluate(
     max_samples: int | None = None,
     pos_weight: float = POS_WEIGHT,
     transform: Callable[[list[Tensor]], list[Tensor]] | None = None,
+    sweep: Sequence[float] = (),
 ) -> EvalResult:
     """Run `model` over `dataset` (items as `LSSDataset`); IoU of `sigmoid > threshold`.
 
     `transform` may modify each batch (list of the 7 tensors) before the forward pass, e.g. to
-    corrupt the extrinsics. The model's train/eval mode is restored afterwards.
+    corrupt the extrinsics; `sweep` adds the pooled IoU at these thresholds (`iou_at`). The
+    model's train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
@@ -269,8 +283,8 @@ def evaluate(
     idx = list(range(n))
     loss_fn = bce_loss(pos_weight).to(device)
     metrics = RunningMetrics()
+    swept = {float(t): Confusion() for t in sweep}
     total_loss = 0.0
-    logit_thr = math.log(threshold / (1 - threshold))
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in idx[start : start + batch_size]]
         batch = [torch.stack([it[k] for it in items]) for k in range(7)]
@@ -279,17 +293,40 @@ def evaluate(
         out = _forward(model, batch, device)
         target = batch[6].to(device)
         total_loss += loss_fn(out, target).item() * len(items)
-        pred = (out > logit_thr).cpu().numpy()
+        prob = out.sigmoid().cpu().numpy()
         tgt = target.cpu().numpy() > 0.5
         for b in range(len(items)):
-            metrics.update(Confusion.from_masks(pred[b], tgt[b]))
+            metrics.update(Confusion.from_scores(prob[b], tgt[b], threshold))
+        for t, c in list(swept.items()):
+            swept[t] = c + Confusion.from_scores(prob, tgt, t)
     model.train(was_training)
-    return EvalResult(metrics.pooled_iou, total_loss / max(n, 1), metrics, n)
+    return EvalResult(
+        metrics.pooled_iou,
+        total_loss / max(n, 1),
+        metrics,
+        n,
+        threshold,
+        {t: c.iou for t, c in swept.items()},
+    )
 
 
 def evaluate_iou(model: nn.Module, dataset: Dataset, **kwargs: Any) -> float:
     """Pooled vehicle IoU of `model` over `dataset` (see `evaluate`)."""
     return evaluate(model, dataset, **kwargs).iou
+
+
+def calibrated_iou(
+    model: nn.Module,
+    calib_dataset: Dataset,
+    dataset: Dataset,
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    **kwargs: Any,
+) -> tuple[float, float]:
+    """(threshold, IoU): the threshold with the best IoU on `calib_dataset` (e.g. training
+    scenes) and the IoU it gives on `dataset` (e.g. held-out scenes). Compares models whose
+    probabilities are not (yet) calibrated around 0.5, without tuning on the held-out data."""
+    thr = evaluate(model, calib_dataset, sweep=thresholds, **kwargs).best_threshold
+    return thr, evaluate(model, dataset, threshold=thr, **kwargs).iou
 
 
 def _save(

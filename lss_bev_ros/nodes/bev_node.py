@@ -30,7 +30,12 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from lss_bev_ros.bev_processor import BevInputError, BevProcessor, make_backend
+from lss_bev_ros.bev_processor import (
+    BevInputError,
+    BevProcessor,
+    jpeg_decode_reduction,
+    make_backend,
+)
 from lss_bev_ros.calibration import (
     NUSCENES_CAMERAS,
     CalibrationError,
@@ -358,17 +363,7 @@ class BevNode(PerceptionNode):
         k = int(self.p("decode_reduction"))
         if self.p("input_type") != "compressed" or k == 1 or self.cfg is None:
             return 1
-        if k:
-            return k
-        # auto: keep at least twice the model's resize target, so the final INTER_AREA resize
-        # still averages (1/8 DCT decoding straight to ~the target size changes edges visibly)
-        fh, fw = self.cfg.image.final_dim
-        resize = max(fh / cam.height, fw / cam.width)
-        for f in (8, 4, 2):
-            if (math.ceil(cam.width / f) >= 2 * cam.width * resize
-                    and math.ceil(cam.height / f) >= 2 * cam.height * resize):
-                return f
-        return 1
+        return jpeg_decode_reduction(cam, self.cfg.image.final_dim, k)
 
     def _processing_rig(self) -> RigCalibration:
         """Rig as the processor sees it: intrinsics / sizes of the *decoded* images."""

@@ -133,3 +133,24 @@ def test_scene_tokens_and_bottom_corners(nusc) -> None:
     box = Box(ann["translation"], ann["size"], Quaternion(ann["rotation"]))
     ours = box_bottom_corners(ann["translation"], ann["size"], ann["rotation"])
     np.testing.assert_allclose(ours, box.bottom_corners().T, atol=1e-9)
+
+
+def test_auxiliary_lidar_targets(nusc) -> None:
+    cfg = LSSConfig.small()
+    ds = LSSDataset(nusc, ["synth-0000"], cfg, is_train=True, seed=2, aux_targets=True)
+    item = ds[0]
+    assert len(item) == 9
+    depth, veh = item[7], item[8]
+    fH, fW = cfg.feature_size
+    D = cfg.grid.num_depth_bins
+    assert depth.shape == (6, D, fH, fW) and veh.shape == (6, fH, fW)
+    sums = depth.sum(dim=1)
+    has = sums > 0
+    assert torch.allclose(sums[has], torch.ones(int(has.sum())), atol=1e-5)
+    assert torch.equal(has, veh >= 0)
+    assert has.float().mean() > 0.5  # lidar covers most of the lift grid below the horizon
+    assert ((veh[has] >= 0) & (veh[has] <= 1)).all() and (veh[has] > 0.5).any()
+    # The lowest frustum row looks at the road a few metres ahead of each camera.
+    d0, _, step = cfg.grid.dbound
+    bottom = depth[:, :, -1, :].argmax(dim=1).float() * step + d0
+    assert float(bottom[has[:, -1, :]].median()) < 12.0
