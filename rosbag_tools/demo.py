@@ -182,14 +182,17 @@ def run_demo(
                              "ms")
                 next_print = time.monotonic() + 5.0
         player.join(5.0)
-        # let the BEV worker finish: until no new metrics for 5 s (at most 60 s)
+        # let the BEV worker finish: until no new metrics for 5 s once some arrived (a loaded
+        # CPU may still be on its first frame when a short bag ends), at most 60 s
         quiet_since, seen, deadline = time.monotonic(), -1, time.monotonic() + 60.0
-        while time.monotonic() < deadline and time.monotonic() - quiet_since < 5.0:
+        while time.monotonic() < deadline:
             ex.spin_once(timeout_sec=0.1)
             with lock:
                 n = last.get("frame_count", 0)
             if n != seen:
                 seen, quiet_since = n, time.monotonic()
+            if n >= 1 and time.monotonic() - quiet_since >= 5.0:
+                break
     finally:
         player.stop()
         player.destroy()
