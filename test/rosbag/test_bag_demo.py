@@ -32,11 +32,13 @@ def test_demo_params_from_pipeline_yaml(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
-    res = run_demo(tmp_path / "demo", duration=0.0, port=0, rate=1.0, samples=3,
+    # 6 key frames at half speed: DDS discovery on a loaded CPU can take over a second, and the
+    # evaluation needs a grid and the LiDAR/boxes of the same stamp
+    res = run_demo(tmp_path / "demo", duration=0.0, port=0, rate=0.5, samples=6,
                    detector=False)
     assert (res.bag / "metadata.yaml").is_file() and res.rig.is_file()
     assert res.online.get("frame_count", 0) >= 1, "no /bev/metrics from the live pipeline"
-    assert res.offline["frames_evaluated"] == 3
+    assert res.offline["frames_evaluated"] == 6
     for name in ("summary.txt", "frames.csv", "iou_over_time.png", "latency_hist.png",
                  "replay.mp4"):
         assert (res.report_dir / name).is_file(), name
