@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "the final model is scored, never a selected one)",
     )
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
+    p.add_argument("--resume", default=None, help="continue an interrupted run from its last.pt")
     p.add_argument("--save", default=None, help="write the trained weights here (fp16)")
     p.add_argument("--eval-only", default=None, help="skip training; score this checkpoint")
     p.add_argument("--no-progress", action="store_true")
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             amp=args.amp,
             threads=args.threads,
             init_weights=args.init,
+            resume=args.resume,
         )
         result = train(opts, cfg=cfg, nusc=nusc)
         model, _, _ = load_checkpoint(result.last_checkpoint, cfg=cfg)

@@ -2,7 +2,19 @@
 
 Reference recipe (nv-tlabs/lift-splat-shoot `src/train.py`): Adam (lr 1e-3, weight decay 1e-7),
 `BCEWithLogitsLoss(pos_weight=2.13)`, gradient clipping at 5, validation IoU at threshold 0.5 of
-the sigmoid. Checkpoints (`lss.checkpoint` format, loadable with `weights_only=True`):
+the sigmoid. Additions, all switchable, that make CPU training from scratch feasible:
+
+* auxiliary lidar supervision of the lift step (`--depth-weight`, `--vehicle-weight`, default
+  1 each; 0 gives the reference recipe): depth distribution of every frustum cell against the
+  lidar depth histogram, and a training-only 1 x 1 head on the context features against the
+  fraction of the cell's lidar points on vehicles (`data.dataset` computes the targets);
+* bfloat16 autocast of the BEV encoder with channels-last activations (`--amp auto`: on CPUs
+  with native bf16 such as AMX, ~3x faster convolutions);
+* one torch thread by default: on a busy shared CPU, OpenMP barriers of 2 threads stall every
+  small op (measured 5x slower steps);
+* optional warm-up and cosine learning-rate decay (`--lr-schedule cosine`).
+
+Checkpoints (`lss.checkpoint` format, loadable with `weights_only=True`):
 
     <out>/last.pt   model + optimizer + step (for --resume), written every validation and at exit
     <out>/best.pt   the model with the best validation IoU so far

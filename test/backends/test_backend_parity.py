@@ -133,7 +133,10 @@ def test_new_calibration_rebuilds_indices_and_matches(case):
         assert mask_mismatch(out, ref_moved) <= FP32_MAX_MISMATCH
         assert backend.set_calibration(*case["calib"]) is True
         back, _ = backend.infer(imgs)
-        assert float((back - first).abs().max()) <= 1e-5
+        # Same rig, same indices: only the summation order of the multi-threaded scatter-add may
+        # differ between runs (measured up to 4e-5); a stale index would move logits by O(1).
+        assert float((back - first).abs().max()) <= FP32_MAX_ABS
+        assert mask_mismatch(back, first) <= FP32_MAX_MISMATCH
 
 
 @pytest.mark.parametrize(("name", "opts"), [("onnxruntime", {}), ("torch", {"jit": "freeze"})])
