@@ -134,8 +134,11 @@ class BevNode(PerceptionNode):
                   max=1.0),
         ParamSpec("sync_tolerance_s", 0.05, "max header stamp spread within one camera set (s)",
                   min=0.0, max=1.0),
-        ParamSpec("missing_timeout_s", 1.0, "a camera silent this long is missing (s)",
+        ParamSpec("missing_timeout_s", 1.0, "a camera is missing once the other cameras' header "
+                  "stamps have moved on this far without it (s of stamps, not wall time)",
                   min=0.05, max=60.0),
+        ParamSpec("time_jump_s", 5.0, "an image stamp this much older than the newest (bag "
+                  "looped or restarted) restarts synchronisation (s)", min=0.1, max=86400.0),
         ParamSpec("missing_camera_policy", "mask", "mask: run on the other cameras (missing "
                   "camera's features excluded); wait: publish nothing until it is back",
                   choices=POLICIES),
@@ -181,7 +184,8 @@ class BevNode(PerceptionNode):
         self._tf_done: set[str] = set()
         self.latency = LatencyStats(500)
         self.frames_processed = 0
-        self._burst_start: float | None = None
+        self._stamp_clock = float("-inf")  # newest image stamp seen (s): the sync's clock
+        self._last_arrival: float | None = None  # monotonic time of the last image (s)
         self.last_stage_ms: dict[str, float] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -275,12 +279,9 @@ class BevNode(PerceptionNode):
             self.processor.process(blank, 0.0)
             self.get_logger().info(f"warm-up frame took {(time.perf_counter() - t0) * 1e3:.0f} ms")
         names = tuple(self.rig.names)
-        self.sync = StampSynchronizer(
-            names, tolerance=float(self.p("sync_tolerance_s")), queue_size=4,
-            missing_timeout=float(self.p("missing_timeout_s")),
-            allow_partial=False,  # switched per call, see _partial_ok
-        )
-        self._burst_start = None
+        self.sync = self._make_sync()
+        self._stamp_clock = float("-inf")
+        self._last_arrival = None
         self.slot = LatestSlot()
         self._missing = ()
         self._stop.clear()
@@ -305,6 +306,15 @@ class BevNode(PerceptionNode):
         self.get_logger().info(
             f"active: {len(names)} cameras ({self.p('input_type')}), backend "
             f"{self.diag.values.get('backend')}, policy {self.p('missing_camera_policy')}")
+
+    def _make_sync(self) -> StampSynchronizer:
+        """The camera synchroniser, clocked by image stamps (see ``_on_image``)."""
+        return StampSynchronizer(
+            tuple(self.rig.names), tolerance=float(self.p("sync_tolerance_s")), queue_size=4,
+            missing_timeout=float(self.p("missing_timeout_s")),
+            allow_partial=self.p("missing_camera_policy") == "mask",
+            missing_needs_activity=True,
+        )
 
     def on_deactivate_impl(self) -> None:
         for s in self._subs:
@@ -347,6 +357,7 @@ class BevNode(PerceptionNode):
             if "missing_timeout_s" in changed:
                 sync.missing_timeout = float(changed["missing_timeout_s"])
             if "missing_camera_policy" in changed:
+                sync.allow_partial = changed["missing_camera_policy"] == "mask"
                 self._missing = ()  # re-announce the state under the new policy
 
     # -- calibration ------------------------------------------------------------------------
@@ -420,16 +431,31 @@ class BevNode(PerceptionNode):
 
     # -- input ------------------------------------------------------------------------------
     def _on_image(self, name: str, msg) -> None:
-        sync = self.sync
-        if sync is None or not self.active:
+        """Offer one image to the synchroniser.
+
+        The synchroniser's clock is the newest image *stamp*, not wall time: a camera is missing
+        when the others' stamps have moved on by more than ``missing_timeout_s`` without it (and
+        on once more, so that the first image after a stamp gap does not make the rest of its
+        set look missing). A paused, slowed-down or CPU-starved replay, a gap in the stamps or a
+        slow lock-step publisher never makes cameras look missing. A stamp far older than the
+        newest (``time_jump_s``: bag looped or restarted) restarts synchronisation instead of
+        rejecting everything as out of order.
+        """
+        if self.sync is None or not self.active:
             return
         stamp = stamp_to_sec(msg.header.stamp)
+        if stamp < self._stamp_clock - float(self.p("time_jump_s")):
+            self.diag.error("time_jump", f"{name}: stamp {stamp:.3f} is "
+                            f"{self._stamp_clock - stamp:.1f} s older than the newest; "
+                            "restarting synchronisation")
+            self.sync = self._make_sync()
+            self._stamp_clock = float("-inf")
+            self._missing = ()
+        sync = self.sync
+        self._stamp_clock = max(self._stamp_clock, stamp)
+        self._last_arrival = time.monotonic()
         before = sync.stats.out_of_order
-        now = time.monotonic()
-        if self._burst_start is None or len(sync.missing_sources(now)) == len(sync.names):
-            self._burst_start = now  # first image after start / after all cameras were silent
-        sync.allow_partial = self._partial_ok(now)
-        out = sync.add(name, stamp, msg, now)
+        out = sync.add(name, stamp, msg, self._stamp_clock)
         if sync.stats.out_of_order != before:
             self.diag.error("out_of_order_stamp", f"{name}: stamp {stamp:.6f} is not newer than "
                             "the last processed set / its queue; dropped")
@@ -440,29 +466,20 @@ class BevNode(PerceptionNode):
         if self.slot is not None and self.slot.put(s):
             self.diag.count("frames_dropped")
 
-    def _partial_ok(self, now: float) -> bool:
-        """Partial sets (policy ``mask``) only once the current burst of arrivals is older than
-        ``max(0.1 s, sync tolerance)``: after start-up or a pause of *all* cameras, the first
-        image of the next set must not be taken for a set whose other cameras are missing."""
-        sync = self.sync
-        return (self.p("missing_camera_policy") == "mask" and self._burst_start is not None
-                and now - self._burst_start >= max(0.1, sync.tolerance))
-
     def _monitor(self) -> None:
-        """10 Hz: missing-camera detection and reporting, partial sets, tf, diagnostics."""
+        """10 Hz: missing-camera and no-input reporting, tf, diagnostics."""
         sync = self.sync
         if sync is None:
             return
         self._update_from_tf()
-        now = time.monotonic()
         st = sync.stats
         self.diag.set("sync_sets", st.emitted_sets)
         self.diag.set("sync_partial_sets", st.partial_sets)
         self.diag.set("sync_evicted_messages", st.evicted)
-        missing = sync.missing_sources(now)
-        policy = self.p("missing_camera_policy")
-        if missing and len(missing) == len(sync.names):
-            # every camera silent: no input (paused source / rate below the timeout), which is
+        silent = (self._last_arrival is not None
+                  and time.monotonic() - self._last_arrival > sync.missing_timeout)
+        if silent:
+            # every camera silent (paused source, rate below the timeout): no input, which is
             # not "some cameras missing"; the last per-camera state is kept
             if not self._no_input:
                 self._no_input = True
@@ -471,12 +488,14 @@ class BevNode(PerceptionNode):
             return
         self._no_input = False
         self.diag.set("no_input", False)
+        missing = sync.missing_sources(self._stamp_clock)
+        policy = self.p("missing_camera_policy")
         if missing != self._missing:
             if missing:
                 what = ("continuing with the other cameras, its features masked"
                         if policy == "mask" else "WAITING: no output until it is back")
-                self.diag.error("camera_missing", f"no image from {', '.join(missing)} for "
-                                f"{sync.missing_timeout:.2f} s while the others publish; "
+                self.diag.error("camera_missing", f"no image from {', '.join(missing)} while "
+                                f"the others' stamps moved on by > {sync.missing_timeout:.2f} s; "
                                 f"policy {policy}: {what}", throttle_s=0.0)
             elif self._missing:
                 self.get_logger().info(f"cameras back: {', '.join(self._missing)}")
@@ -486,11 +505,6 @@ class BevNode(PerceptionNode):
                                       throttle_duration_sec=5.0)
         self.diag.set("missing_cameras", ",".join(missing) if missing else "none")
         self.diag.set("waiting", bool(missing and policy == "wait"))
-        if missing and self._partial_ok(now):
-            sync.allow_partial = True
-            out = sync.poll(now)
-            if out is not None:
-                self._hand_off(out)
 
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
