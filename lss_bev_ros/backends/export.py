@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    default=["whole", "camera_encoder", "bev_encoder"])
     p.add_argument("--pooling-op", choices=POOLING_OPS, default="gather_cumsum",
                    help="gather_cumsum: scatter-free (TensorRT, fastest on onnxruntime CPU); "
-                   "scatter_nd: ScatterND(add), onnxruntime only")
+                   "scatter_nd: ScatterND(add), onnxruntime only (CPU: threads=1)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 16)")
     p.add_argument("--verify", action="store_true",
                    help="compare every exported graph with torch in onnxruntime")
@@ -76,7 +76,10 @@ def _verify(model: Any, graph: str, data: bytes, calib: tuple, op: str) -> float
 
     from .rig import random_images
 
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    if op == "scatter_nd":
+        so.intra_op_num_threads = 1  # the CPU ScatterND add races when multi-threaded
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
     imgs = random_images(model.cfg, calib[0].shape[1], seed=1)
     with torch.no_grad():
         geom = model.get_geometry(*calib)

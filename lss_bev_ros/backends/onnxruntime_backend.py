@@ -1,6 +1,7 @@
 """onnxruntime backend: the exported static graph(s) on CPU, CUDA or TensorRT execution providers.
 
-Options: ``mode``, ``pooling_op`` (see :mod:`.static_graph`), ``opset``, ``providers``,
+Options: ``mode``, ``pooling_op`` (see :mod:`.static_graph`; ``scatter_nd`` needs ``threads=1``
+on the CPU provider, whose multi-threaded ScatterND add races), ``opset``, ``providers``,
 ``threads`` (intra-op threads, default torch's), ``graph_optimization`` (disabled | basic |
 extended | all), ``allow_spinning`` (False on machines shared with other busy nodes).
 
@@ -159,6 +160,18 @@ class OnnxRuntimeBackend(LSSBackend):
         so.add_session_config_entry("session.intra_op.allow_spinning",
                                     "1" if allow_spinning else "0")
         self.threads = so.intra_op_num_threads
+        if (pooling_op == "scatter_nd" and self.providers[0] == "CPUExecutionProvider"
+                and self.threads != 1):
+            # onnxruntime's CPU ScatterND(reduction="add") splits the updates over its thread pool
+            # without atomics: duplicate indices (many frustum points per cell) race, and sums
+            # change from run to run (onnxruntime issues #18048, #23396; measured here: up to
+            # 1.16 on a logit between two runs of the same input on a loaded 2-core machine)
+            raise BackendOptionError(
+                "pooling_op='scatter_nd' on onnxruntime's CPU provider is only correct with "
+                f"threads=1 (got {self.threads}): its multi-threaded ScatterND add races on "
+                "duplicate indices (onnxruntime issues #18048, #23396). Use pooling_op="
+                "'gather_cumsum' (the default) or threads=1"
+            )
         self.graph_optimization = graph_optimization
         provider_options = [self._provider_options(p) for p in self.providers]
         graphs: tuple[str, ...] = ("whole",)

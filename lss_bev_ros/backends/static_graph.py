@@ -14,7 +14,9 @@ Pooling formulations (``pooling_op``), both sum the same points per cell and mat
 
 * ``"scatter_nd"``: input ``cell_index`` (``P`` int64, one per frustum point, out-of-grid points
   go to a dummy cell that is sliced off); one ONNX ``ScatterND(reduction="add")`` (opset >= 16).
-  Plain float32 sums, the closest to torch. onnxruntime CPU / CUDA run it; the TensorRT ONNX
+  Plain float32 sums, the closest to torch. onnxruntime CPU / CUDA run it, but the CPU kernel
+  is only correct single-threaded (its parallel add races on duplicate indices, onnxruntime
+  issues #18048 / #23396, so the backend refuses it with ``threads != 1``); the TensorRT ONNX
   parser does **not** support ScatterND reductions (onnx-tensorrt issue 957).
 * ``"gather_cumsum"``: inputs ``src_index`` (``K``), ``seg_end`` (``U``), ``cell_segment``
   (``Z*X*Y``), int32: gather the kept rows sorted by cell, ``CumSum``, gather segment ends,

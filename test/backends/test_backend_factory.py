@@ -82,6 +82,8 @@ def test_bad_options_and_precisions_are_clear(small):
         create_backend("torch", model, jit="script")
     with pytest.raises(BackendOptionError, match=r"torch backend: .*unexpected keyword"):
         create_backend("torch", model, pooling_op="scatter_nd")
+    with pytest.raises(BackendOptionError, match=r"only correct with threads=1 \(got 2\)"):
+        create_backend("onnxruntime", model, pooling_op="scatter_nd", threads=2)
     with pytest.raises(BackendOptionError, match=r"precision \['fp32'\] on cpu, not 'fp16'"):
         create_backend("onnxruntime", model, precision="fp16")
     with pytest.raises(BackendOptionError, match="device must be 'cpu' or 'cuda'"):

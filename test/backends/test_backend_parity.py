@@ -51,7 +51,8 @@ FP32_CASES = [
     pytest.param("torch", {"jit": "freeze"}, id="torch-jit_freeze"),
     pytest.param("torch", {"jit": "optimize"}, id="torch-jit_optimize"),
     pytest.param("onnxruntime", {}, id="ort-whole-gather_cumsum"),
-    pytest.param("onnxruntime", {"pooling_op": "scatter_nd"}, id="ort-whole-scatter_nd"),
+    pytest.param("onnxruntime", {"pooling_op": "scatter_nd", "threads": 1},
+                 id="ort-whole-scatter_nd-1thread"),
     pytest.param("onnxruntime", {"mode": "stages"}, id="ort-stages"),
     pytest.param("onnxruntime", {"graph_optimization": "disabled"}, id="ort-whole-noopt"),
     pytest.param("torch_compile", {}, id="torch_compile", marks=pytest.mark.slow),
@@ -118,7 +119,8 @@ def test_new_calibration_rebuilds_indices_and_matches(case):
     with torch.no_grad():
         ref_moved = model(imgs, *moved)
     assert mask_mismatch(ref_moved, case["ref"]) > 0.01  # the change matters
-    for name, opts in (("onnxruntime", {}), ("onnxruntime", {"pooling_op": "scatter_nd"}),
+    for name, opts in (("onnxruntime", {}),
+                       ("onnxruntime", {"pooling_op": "scatter_nd", "threads": 1}),
                        ("torch", {})):
         backend, first, _ = _run(case, name, **opts)
         assert backend.set_calibration(*moved) is True
@@ -133,10 +135,9 @@ def test_new_calibration_rebuilds_indices_and_matches(case):
         assert mask_mismatch(out, ref_moved) <= FP32_MAX_MISMATCH
         assert backend.set_calibration(*case["calib"]) is True
         back, _ = backend.infer(imgs)
-        # Same rig, same indices: only the summation order of the multi-threaded scatter-add may
-        # differ between runs (measured up to 4e-5); a stale index would move logits by O(1).
-        assert float((back - first).abs().max()) <= FP32_MAX_ABS
-        assert mask_mismatch(back, first) <= FP32_MAX_MISMATCH
+        # same rig, same indices: the first result again (a stale index would move logits by
+        # O(1); measured 0 here, the bound leaves room for thread-pool summation order)
+        assert float((back - first).abs().max()) <= 1e-4
 
 
 @pytest.mark.parametrize(("name", "opts"), [("onnxruntime", {}), ("torch", {"jit": "freeze"})])
