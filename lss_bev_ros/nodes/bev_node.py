@@ -182,7 +182,8 @@ class BevNode(PerceptionNode):
         self._tf_buffer = None
         self._tf_listener = None
         self._tf_done: set[str] = set()
-        self.latency = LatencyStats(500)
+        self.latency = LatencyStats(500)  # input stamp -> publish, node clock (ms)
+        self.node_latency = LatencyStats(500)  # set complete -> publish, monotonic (ms)
         self.frames_processed = 0
         self._stamp_clock = float("-inf")  # newest image stamp seen (s): the sync's clock
         self._last_arrival: float | None = None  # monotonic time of the last image (s)
@@ -463,7 +464,8 @@ class BevNode(PerceptionNode):
             self._hand_off(out)
 
     def _hand_off(self, s: SyncedSet) -> None:
-        if self.slot is not None and self.slot.put(s):
+        # with its completion time: the node latency is measured from here
+        if self.slot is not None and self.slot.put((s, time.monotonic())):
             self.diag.count("frames_dropped")
 
     def _monitor(self) -> None:
@@ -509,11 +511,11 @@ class BevNode(PerceptionNode):
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
-            s = self.slot.take(timeout=0.2) if self.slot is not None else None
-            if s is None:
+            item = self.slot.take(timeout=0.2) if self.slot is not None else None
+            if item is None:
                 continue
             try:
-                self._process(s)
+                self._process(*item)
             except Exception as exc:
                 self.diag.error("processing_failed", f"{type(exc).__name__}: {exc}")
 
@@ -549,7 +551,8 @@ class BevNode(PerceptionNode):
             return None
         return rgb
 
-    def _process(self, s: SyncedSet) -> None:
+    def _process(self, s: SyncedSet, t_in: float) -> None:
+        """One synchronised set (completed at monotonic ``t_in``, s) -> grid, image, timing."""
         proc = self.processor
         if proc is None:
             return
@@ -607,19 +610,24 @@ class BevNode(PerceptionNode):
         stages.update(out.stage_ms)
         stages["publish"] = (t_pub - t_proc) * 1e3
         total_ms = (t_pub - t0) * 1e3
-        latency_ms = (self.now_sec() - s.stamp) * 1e3
+        latency_ms = self.stamp_latency_ms(s.stamp)
+        node_latency_ms = (time.monotonic() - t_in) * 1e3
         self.frames_processed += 1
         self.latency.add(latency_ms)
+        self.node_latency.add(node_latency_ms)
         self.last_stage_ms = dict(stages)
         dropped = self.slot.dropped if self.slot is not None else 0
         self._pubs["timing"].publish(self.timing_msg(
             stamp_msg, stages, total_ms, latency_ms, self.diag.values.get("backend", ""),
-            frame_id=frame, processed=self.frames_processed, dropped=dropped))
+            frame_id=frame, processed=self.frames_processed, dropped=dropped,
+            node_latency_ms=node_latency_ms))
         self.diag.count("frames_processed")
         if out.missing:
             self.diag.count("frames_with_masked_cameras")
         self.diag.set("latency_p50_ms", f"{self.latency.p50:.1f}")
         self.diag.set("latency_p99_ms", f"{self.latency.p99:.1f}")
+        self.diag.set("node_latency_p50_ms", f"{self.node_latency.p50:.1f}")
+        self.diag.set("node_latency_p99_ms", f"{self.node_latency.p99:.1f}")
         self.diag.set("total_ms", f"{total_ms:.1f}")
         for k, v in stages.items():
             self.diag.set(f"stage_ms.{k}", f"{v:.1f}")

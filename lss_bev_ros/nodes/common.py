@@ -96,6 +96,9 @@ class ParamSpec:
         return None
 
 
+#: |node clock - input stamp| beyond this (s) means the clock is not the stamps' clock
+STAMP_CLOCK_MAX_S = 3600.0
+
 AUTOSTART = ParamSpec(
     "autostart", True, "configure and activate on start-up (false: wait for a lifecycle manager)",
     read_only=True,
@@ -310,6 +313,7 @@ class PerceptionNode(LifecycleNode):
         frame_id: str = "",
         processed: int = 0,
         dropped: int = 0,
+        node_latency_ms: float = math.nan,
     ) -> PipelineTiming:
         msg = PipelineTiming()
         msg.header.stamp = stamp
@@ -319,6 +323,7 @@ class PerceptionNode(LifecycleNode):
         msg.stages = [StageDuration(name=k, duration_ms=float(v)) for k, v in stages.items()]
         msg.total_ms = float(total_ms)
         msg.latency_ms = float(latency_ms)
+        msg.node_latency_ms = float(node_latency_ms)
         msg.frames_processed = int(processed)
         msg.frames_dropped = int(dropped)
         return msg
@@ -326,6 +331,21 @@ class PerceptionNode(LifecycleNode):
     def now_sec(self) -> float:
         """Current node clock time (s); the ROS clock, so /clock replay is honoured."""
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def stamp_latency_ms(self, stamp: float) -> float:
+        """Node clock now minus an input header stamp (ms), or NaN when the clock is not the
+        stamps' clock (difference > ``STAMP_CLOCK_MAX_S`` or stamp > 1 s in the future: a bag
+        replayed without ``/clock`` + ``use_sim_time``, a camera without time sync). A latency
+        of years is no latency: NaN is counted and explained as ``clock_mismatch``."""
+        lat = self.now_sec() - stamp
+        if -1.0 <= lat <= STAMP_CLOCK_MAX_S:
+            return lat * 1e3
+        sim = self.get_parameter("use_sim_time").value
+        self.diag.error("clock_mismatch", (
+            f"input stamp {stamp:.3f} s is {lat:+.0f} s from this node's "
+            f"{'sim (/clock)' if sim else 'wall'} clock; stamp latency not measured "
+            "(replaying a bag? play it with /clock and set use_sim_time true)"), throttle_s=30.0)
+        return math.nan
 
 
 def sensor_qos(depth: int = 1, reliable: bool = False) -> QoSProfile:

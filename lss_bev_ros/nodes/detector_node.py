@@ -501,19 +501,19 @@ class DetectorNode(PerceptionNode):
             self.diag.error("missing_camera", f"no images from {', '.join(synced.missing)} "
                             f"for > {self.p('missing_timeout_s')} s of stamps; processing the "
                             "others")
-        if self.slot.put(synced):
+        if self.slot.put((synced, time.monotonic())):
             self.diag.count("frames_dropped")
 
     # -- worker -----------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
-            synced = self.slot.take(timeout=0.2)
-            if synced is None:
+            item = self.slot.take(timeout=0.2)
+            if item is None:
                 continue
             if self._reload_weights is not None:
                 self._do_reload()
             try:
-                self._process(synced)
+                self._process(*item)
             except Exception as exc:  # keep the node alive whatever one set does
                 self.diag.error("processing", f"{type(exc).__name__}: {exc}")
 
@@ -542,7 +542,8 @@ class DetectorNode(PerceptionNode):
             )
         return rgb
 
-    def _process(self, synced: SyncedSet) -> None:
+    def _process(self, synced: SyncedSet, t_in: float) -> None:
+        """One synchronised set (completed at monotonic ``t_in``, s): detect, track, publish."""
         self._set_counter += 1
         k = int(self.p("inference_every"))
         if k > 1 and (self._set_counter - 1) % k:
@@ -582,12 +583,12 @@ class DetectorNode(PerceptionNode):
             "publish": (t4 - t3) * 1e3,
         }
         ref = max(frames, key=lambda f: stamp_to_sec(f.msg.header.stamp))
-        latency_ms = (self.now_sec() - synced.stamp) * 1e3
+        latency_ms = self.stamp_latency_ms(synced.stamp)
         if self._timing_pub is not None:
             self._timing_pub.publish(self.timing_msg(
                 ref.msg.header.stamp, stages, (t4 - t0) * 1e3, latency_ms, det.backend,
                 frame_id=frame_id_for(ref.name), processed=self.frames_processed,
-                dropped=self.slot.dropped,
+                dropped=self.slot.dropped, node_latency_ms=(time.monotonic() - t_in) * 1e3,
             ))
         self.diag.count("frames_processed")
         self.diag.set("batch_size", len(frames))

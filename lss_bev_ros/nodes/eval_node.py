@@ -257,7 +257,7 @@ class EvalNode(PerceptionNode):
         self._grid_stamps[stamp] = msg.header.stamp
         while len(self._grid_stamps) > 4 * ev.max_pending:
             self._grid_stamps.popitem(last=False)
-        latency_ms = (self.now_sec() - stamp) * 1e3
+        latency_ms = self.stamp_latency_ms(stamp)  # NaN (not counted) on a clock mismatch
         self.diag.count("grids")
         self._publish(ev.add_grid(stamp, prob, known, latency_ms))
 

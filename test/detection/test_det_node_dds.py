@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -200,7 +201,8 @@ def test_six_cameras_in_tracked_detections_out_across_processes(ros_context, syn
     tm = io.timings[-1]
     assert [s.name for s in tm.stages] == ["preprocess", "inference", "tracking", "publish"]
     assert tm.backend == "torch" and tm.frames_processed >= n_frames
-    assert tm.total_ms > 0 and tm.latency_ms > 0
+    assert tm.total_ms > 0 and tm.node_latency_ms > 0
+    assert math.isnan(tm.latency_ms)  # stamps of 1000 s are not the wall clock's
     assert (io.images[-1].width, io.images[-1].height) == (200, 112)
     rays = [m for ma in io.markers for m in ma.markers if m.ns.endswith("/rays")]
     assert rays and all(m.header.frame_id == "base_link" for m in rays)

@@ -40,6 +40,7 @@ def _timing() -> PipelineTiming:
     m.stages = [StageDuration(name="geometry", duration_ms=0.5),
                 StageDuration(name="camera_encoder", duration_ms=250.0)]
     m.total_ms, m.latency_ms, m.frames_processed, m.frames_dropped = 260.0, 300.5, 10, 3
+    m.node_latency_ms = 280.25
     return m
 
 

@@ -85,3 +85,23 @@ def test_stamp_conversions_round_trip_within_a_microsecond() -> None:
     assert abs(stamp_to_sec(st) - t) < 1e-6
     edge = sec_to_stamp(9.9999999999)
     assert (edge.sec, edge.nanosec) == (10, 0)
+
+
+def test_stamp_latency_is_nan_and_explained_when_the_clock_is_not_the_stamps(ros_context):
+    """A bag's 2018 stamps against today's wall clock give no latency of years: NaN, counted as
+    clock_mismatch with the remedy; a current stamp gives the real age in ms."""
+    import math
+
+    node = _ProbeNode(context=ros_context)
+    try:
+        now = node.now_sec()
+        lat = node.stamp_latency_ms(now - 0.25)
+        assert 250.0 <= lat < 250.0 + 5_000.0  # ms; generous upper bound for a loaded machine
+        assert "clock_mismatch" not in node.diag.counters
+        assert math.isnan(node.stamp_latency_ms(1533151603.5))  # nuScenes-era stamp
+        assert math.isnan(node.stamp_latency_ms(now + 30.0))  # stamp from the future
+        assert node.diag.counters["clock_mismatch"] == 2
+        assert "use_sim_time" in node.diag.last_error["clock_mismatch"]
+        assert "wall clock" in node.diag.last_error["clock_mismatch"]
+    finally:
+        node.destroy_node()
