@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch | torch_compile | onnxruntime | tensorrt (default torch)")
     e.add_argument("--device", default="cpu", help="cpu | cuda")
     e.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16")
+    e.add_argument("--backend-options", default="",
+                   help="'key=value, ...' backend options, as bev_node's backend_options "
+                   "(e.g. 'mode=stages, bev_encoder=torch_bf16')")
     e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
     e.add_argument("--rig", default=None, help="rig YAML (default: beside the bag / embedded)")
     e.add_argument("--reference", default="lidar",
@@ -147,6 +150,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else Path(str(Path(a.bag).resolve()) + "_eval")
     opts = EvalOptions(
         weights=Path(a.weights), backend=a.backend, device=a.device, precision=a.precision,
+        backend_options=a.backend_options,
         rig=Path(a.rig) if a.rig else None, reference=a.reference, threshold=a.threshold,
         region=a.region, stamp_tolerance_s=a.stamp_tolerance, categories=tuple(a.categories),
         torch_threads=a.torch_threads, decode_reduction=a.decode_reduction,

@@ -86,6 +86,7 @@ class EvalOptions:
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "fp32"
+    backend_options: str = ""  # "key=value, ..." (bev_node's parameter of the same name)
     cache_dir: Path | None = None
     rig: Path | None = None  # default: <bag>.rig.yaml, else the copy embedded in the bag
     cameras: tuple[str, ...] | None = None  # default: the rig's cameras
@@ -347,6 +348,7 @@ class ReplayEvaluator:
     def _run(self) -> EvalReport:
         from tqdm import tqdm
 
+        from lss_bev_ros.backends import parse_backend_options
         from lss_bev_ros.bev_processor import (
             BevInputError,
             BevProcessor,
@@ -385,6 +387,7 @@ class ReplayEvaluator:
             model, cfg = load_model(opts)
             extra = {"cache_dir": Path(opts.cache_dir)} if opts.cache_dir else {}
             try:
+                extra.update(parse_backend_options(opts.backend_options))
                 backend = make_backend(opts.backend, model, opts.device, opts.precision, **extra)
             except Exception as exc:
                 raise BagToolError(f"backend {opts.backend}: {exc}") from exc

@@ -92,6 +92,41 @@ def create_backend(
         raise
 
 
+def parse_backend_options(text: str) -> dict[str, Any]:
+    """``"mode=stages, bev_encoder=torch_bf16, threads=1"`` -> keyword options of
+    :func:`create_backend` (the form a ROS string parameter or a CLI flag carries).
+
+    Values: ``true`` / ``false`` -> bool, integers -> int, decimals -> float, ``a|b`` -> tuple
+    of strings, anything else -> str. Empty text -> ``{}``. Raises :class:`BackendOptionError`
+    for an item that is not ``key=value`` or a key given twice; unknown keys are left for
+    :func:`create_backend` to reject with the backend's name.
+    """
+    out: dict[str, Any] = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        key, sep, raw = (p.strip() for p in item.partition("="))
+        if not sep or not key.isidentifier() or not raw:
+            raise BackendOptionError(f"backend option {item!r} is not key=value")
+        if key in out:
+            raise BackendOptionError(f"backend option {key!r} given twice")
+        out[key] = _option_value(raw)
+    return out
+
+
+def _option_value(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if "|" in raw:
+        return tuple(p.strip() for p in raw.split("|") if p.strip())
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
 def backend_availability(device: str = "cpu") -> dict[str, str | None]:
     """``{name: None if it can run on device here, else the reason}`` (cheap: no model)."""
     out: dict[str, str | None] = {}
@@ -132,4 +167,5 @@ __all__ = [
     "LSSBackend",
     "backend_availability",
     "create_backend",
+    "parse_backend_options",
 ]

@@ -69,6 +69,8 @@ class TorchBackend(LSSBackend):
         super().__init__(model, device, precision, cache_dir, logger)
         if jit not in JIT_MODES:
             raise BackendOptionError(f"jit must be one of {JIT_MODES}, got {jit!r}")
+        if isinstance(reduced_stages, str):  # one stage, e.g. from a backend_options string
+            reduced_stages = (reduced_stages,)
         bad = set(reduced_stages) - set(ENCODERS)
         if bad or not reduced_stages:
             raise BackendOptionError(

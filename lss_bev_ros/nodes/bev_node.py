@@ -30,6 +30,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from lss_bev_ros.backends import parse_backend_options
 from lss_bev_ros.bev_processor import (
     BevInputError,
     BevProcessor,
@@ -85,6 +86,14 @@ def _pattern(v: str) -> str | None:
     return "must contain {camera} (the camera frame id, e.g. cam_front)"
 
 
+def _backend_options(v: str) -> str | None:
+    try:
+        parse_backend_options(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _topic(v: str) -> str | None:
     return None if v.startswith("/") else "must be an absolute topic (start with /)"
 
@@ -126,6 +135,10 @@ class BevNode(PerceptionNode):
         ParamSpec("device", "cpu", "torch device", read_only=True, validator=_device),
         ParamSpec("precision", "fp32", "inference precision", read_only=True,
                   choices=PRECISIONS),
+        ParamSpec("backend_options", "", "extra backend options, 'key=value' pairs separated by "
+                  "commas, e.g. 'mode=stages, bev_encoder=torch_bf16' (onnxruntime) or "
+                  "'channels_last=true' (torch); see lss_bev_ros.backends", read_only=True,
+                  validator=_backend_options),
         ParamSpec("cache_dir", "", "engine / export cache of non-torch backends",
                   read_only=True),
         ParamSpec("torch_threads", 0, "torch intra-op threads (0: torch default)",
@@ -267,6 +280,7 @@ class BevNode(PerceptionNode):
         model, cfg = self._load_model()
         cache = self.p("cache_dir") or None
         extra = {"cache_dir": Path(cache)} if cache else {}
+        extra.update(parse_backend_options(self.p("backend_options")))
         self.backend = make_backend(self.p("backend"), model, self.p("device"),
                                     self.p("precision"), **extra)
         self.cfg = cfg

@@ -15,6 +15,7 @@ from lss_bev_ros.backends import (
     BackendUnavailableError,
     backend_availability,
     create_backend,
+    parse_backend_options,
 )
 from lss_bev_ros.lss.config import LSSConfig
 from lss_bev_ros.lss.model import LiftSplatShoot
@@ -90,6 +91,22 @@ def test_bad_options_and_precisions_are_clear(small):
         create_backend("torch", model, device="meta")
     with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
         create_backend("onnxruntime", model, providers=["CUDAExecutionProvider"])
+
+
+def test_backend_options_parse_from_one_string():
+    """The form bev_node's ``backend_options`` parameter and ``lss-bev-bag eval
+    --backend-options`` carry."""
+    assert parse_backend_options("") == {} and parse_backend_options(" , ") == {}
+    assert parse_backend_options(
+        "mode=stages, bev_encoder=torch_bf16, threads=1, channels_last=True, x=0.5, "
+        "reduced_stages=camera_encoder|bev_encoder") == {
+        "mode": "stages", "bev_encoder": "torch_bf16", "threads": 1, "channels_last": True,
+        "x": 0.5, "reduced_stages": ("camera_encoder", "bev_encoder")}
+    for bad, why in (("mode", "not key=value"), ("=stages", "not key=value"),
+                     ("mode=", "not key=value"), ("a b=1", "not key=value"),
+                     ("mode=a, mode=b", "given twice")):
+        with pytest.raises(BackendOptionError, match=why):
+            parse_backend_options(bad)
 
 
 def test_calibration_is_cached_and_inputs_are_checked(small):

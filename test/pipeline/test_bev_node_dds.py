@@ -304,3 +304,19 @@ def test_bev_node_runs_a_checkpoint_and_rejects_missing_weights(
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     finally:
         r.close()
+
+
+def test_bev_node_backend_options(ros_context, small_rig, camera_images):
+    """backend_options reach the backend (diagnostics name it); a malformed one is refused."""
+    with pytest.raises(ValueError, match="not key=value"):
+        BevNode(context=ros_context, parameter_overrides=[
+            Parameter("rig_file", value=str(small_rig)),
+            Parameter("backend_options", value="channels_last")])
+    r = _start(ros_context, small_rig, False, camera_images, precision="bf16",
+               backend_options="channels_last=true")
+    try:
+        assert r.node.diag.values["backend"] == "torch(cpu, bf16, channels_last)"
+        r.publish_set(1.0)
+        r.wait_grid(1.0)
+    finally:
+        r.close()

@@ -141,10 +141,16 @@ def test_cli_eval(synth_bag: Path, lss_weights, tmp_path: Path) -> None:
     r = _cli("eval", str(synth_bag), "--weights", str(tmp_path / "nope.pt"), "--quiet")
     assert r.returncode == 1 and "weights file not found" in r.stderr
     assert "Traceback" not in r.stderr
+    r = _cli("eval", str(synth_bag), "--weights", str(weights), "--backend-options",
+             "channels_last", "--quiet")
+    assert r.returncode == 1 and "'channels_last' is not key=value" in r.stderr
+    assert "Traceback" not in r.stderr
     r = _cli("eval", str(synth_bag), "--weights", str(weights), "--threshold", str(thr),
              "--max-frames", "1", "--out", str(tmp_path / "rep"), "--reference", "gt_boxes",
-             "--samples", "1", "--torch-threads", "1", "--quiet")
+             "--samples", "1", "--torch-threads", "1", "--quiet",
+             "--backend-options", "channels_last=true, jit=freeze")
     assert r.returncode == 0, r.stderr
     assert "IoU" in r.stdout and "report:" in r.stdout
     summ = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summ["frames_evaluated"] == 1 and summ["reference"] == "gt_boxes"
+    assert summ["backend"] == "torch(cpu, channels_last, jit-freeze)"
