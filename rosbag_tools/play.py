@@ -243,6 +243,22 @@ class BagPlayer:
         self.stats.wall_s = time.monotonic() - start_wall
         return self.stats
 
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait (up to ``timeout_s`` in all) until reliable subscribers acknowledged everything
+        published; without it, a process that exits right after the last record can take that
+        record with it (seen on a loaded machine). True when all was acknowledged."""
+        from rclpy.duration import Duration
+
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for pub, _ in list(self._pubs.values()):
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                ok = pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))) and ok
+            except Exception:  # an RMW without the call: nothing to wait for
+                return ok
+        return ok
+
     def destroy(self) -> None:
         """Destroy the publishers this player created."""
         for pub, _ in self._pubs.values():
@@ -276,7 +292,11 @@ def play_main(
         player.start()
         while player.running:
             player._thread.join(0.2)
-        return player.join()
+        stats = player.join()
+        if not player.flush():
+            node.get_logger().warning("not every reliable subscriber acknowledged the last "
+                                      "records within 2 s")
+        return stats
     except KeyboardInterrupt:
         player.stop()
         return player.join(5.0)
