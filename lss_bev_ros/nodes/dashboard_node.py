@@ -367,7 +367,8 @@ class DashboardNode(PerceptionNode):
         name = pipeline_name(msg.node_name, topic)
         self.server.update_timing(
             name, msg.backend or "?", stages, total_ms=float(msg.total_ms),
-            latency_ms=float(msg.latency_ms), frames_processed=int(msg.frames_processed),
+            latency_ms=float(msg.latency_ms), node_latency_ms=float(msg.node_latency_ms),
+            frames_processed=int(msg.frames_processed),
             frames_dropped=int(msg.frames_dropped), node=msg.node_name,
             stamp=stamp_to_sec(msg.header.stamp))
         self.diag.count("timing")

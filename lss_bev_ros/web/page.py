@@ -98,7 +98,9 @@ DASHBOARD_HTML = (
     <div class="card"><h2>Pipelines</h2>
       <table id="table-pipelines"><thead><tr><th>pipeline</th><th>node</th><th>backend</th>
       <th class="num">processed</th><th class="num">dropped</th><th class="num">total ms</th>
-      <th class="num">latency ms</th></tr></thead><tbody><tr><td colspan="7" class="empty">
+      <th class="num" title="input stamp to output (node clock)">latency ms</th>
+      <th class="num" title="set complete to published (monotonic): valid with any clock">
+      in node ms</th></tr></thead><tbody><tr><td colspan="8" class="empty">
       no timing received yet</td></tr></tbody></table></div>
     <div class="card"><h2>Streams <small>MJPEG clients</small></h2>
       <table id="table-streams"><thead><tr><th>stream</th><th class="num">published</th>
@@ -307,9 +309,10 @@ function render(d) {
       `<td data-backend="${esc(t.backend)}">${esc(t.backend)}</td>` +
       `<td class="num">${fmt(t.frames_processed, 0)}</td>` +
       `<td class="num">${fmt(t.frames_dropped, 0)}</td>` +
-      `<td class="num">${fmt(t.total_ms, 1)}</td><td class="num">${fmt(t.latency_ms, 1)}</td></tr>`;
+      `<td class="num">${fmt(t.total_ms, 1)}</td><td class="num">${fmt(t.latency_ms, 1)}</td>` +
+      `<td class="num">${fmt(t.node_latency_ms, 1)}</td></tr>`;
   }
-  rows("table-pipelines", prow, 7, "no timing received yet");
+  rows("table-pipelines", prow, 8, "no timing received yet");
 
   let srow = "";
   for (const [k, s] of Object.entries(d.streams || {})) {

@@ -253,6 +253,7 @@ class DashboardState:
         *,
         total_ms: float | None = None,
         latency_ms: float | None = None,
+        node_latency_ms: float | None = None,
         frames_processed: int | None = None,
         frames_dropped: int | None = None,
         node: str = "",
@@ -276,6 +277,7 @@ class DashboardState:
                 stages_ms=stages,
                 total_ms=float(total_ms),
                 latency_ms=None if latency_ms is None else float(latency_ms),
+                node_latency_ms=None if node_latency_ms is None else float(node_latency_ms),
                 updated_t=round(t, 3),
             )
             if frames_processed is not None:

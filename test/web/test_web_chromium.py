@@ -80,8 +80,8 @@ def _fill(srv: DashboardServer, n: int) -> None:
         srv.update_timing("bev", "torch", {"preprocess": 3.0, "geometry": 1.0,
                                            "camera_encoder": 40.0, "voxel_pooling": 8.0,
                                            "bev_encoder": 25.0}, total_ms=80.0,
-                          latency_ms=110.0 + i, frames_processed=i + 1, frames_dropped=2,
-                          node="bev_node")
+                          latency_ms=110.0 + i, node_latency_ms=95.5, frames_processed=i + 1,
+                          frames_dropped=2, node="bev_node")
         srv.update_timing("detector", "onnxruntime", {"inference": 30.0, "tracking": 1.5},
                           latency_ms=60.0, frames_processed=i + 1, frames_dropped=0,
                           node="detector_node")
@@ -124,6 +124,7 @@ def test_eval_dashboard_renders_live_data_in_chromium(browser, tmp_path):
         assert "camera_encoder 40.00 ms" in charts["stages-bev"]["legend"]
         rows = {r[0]: r for r in state["pipelines"]}
         assert rows["bev"][1:5] == ["bev_node", "torch", "40", "2"]
+        assert rows["bev"][6:8] == ["149.0", "95.5"]  # latency (last frame), in-node latency
         assert rows["detector"][2] == "onnxruntime"
         streams = {r[0]: r for r in state["streams"]}
         assert set(streams) == {"/cam", "/bev"}

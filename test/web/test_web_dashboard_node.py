@@ -101,7 +101,8 @@ def _timing(node: str, backend: str, stages: dict[str, float], t: float) -> Pipe
     m.header.stamp = _stamp(t)
     m.node_name, m.backend = node, backend
     m.stages = [StageDuration(name=k, duration_ms=v) for k, v in stages.items()]
-    m.total_ms, m.latency_ms = sum(stages.values()) + 1.0, 120.0
+    m.total_ms, m.latency_ms = sum(stages.values()) + 1.0, float("nan")  # clock mismatch
+    m.node_latency_ms = 80.5
     m.frames_processed, m.frames_dropped = 12, 3
     return m
 
@@ -229,6 +230,8 @@ def test_dashboard_node_serves_pipeline_topics(ros_context):
         assert d["timing"]["bev"]["backend"] == "torch"
         assert d["timing"]["bev"]["stages_ms"] == {"geometry": 1.0, "camera_encoder": 20.0}
         assert d["timing"]["bev"]["frames_dropped"] == 3
+        assert d["timing"]["bev"]["latency_ms"] is None  # NaN: valid JSON null, not NaN
+        assert d["timing"]["bev"]["node_latency_ms"] == 80.5
         assert d["timing"]["detector"]["backend"] == "onnxruntime"
         assert d["info"]["detections"]["CAM_FRONT"] == {"detections": 1, "tracks": 1}
         assert d["info"]["images_received"]["CAM_FRONT"] == 1
