@@ -3,8 +3,9 @@
 Glue only; the work is :class:`lss_bev_ros.bev_processor.BevProcessor` (ROS-free).
 
 * Subscribes to N camera image topics (``sensor_msgs/Image`` or ``CompressedImage``) and their
-  ``CameraInfo``; intrinsics come from CameraInfo, extrinsics from the rig calibration file (and
-  from ``/tf_static`` where ``tf2_ros`` is importable).
+  ``CameraInfo``; intrinsics come from CameraInfo, extrinsics from the rig calibration file,
+  replaced per camera by ``/tf_static`` (``base_link -> ... -> camera frame``, composed by
+  :class:`~lss_bev_ros.static_transforms.StaticTransformTree`; needs ``tf2_msgs``).
 * Cameras are grouped by header stamp (:class:`~lss_bev_ros.sync.StampSynchronizer`). A camera
   that stops publishing is reported; policy ``mask`` keeps running on the others (the missing
   camera's frustum points are excluded), policy ``wait`` publishes nothing until it is back.
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.qos import QoSProfile
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from lss_bev_ros.backends import parse_backend_options
@@ -61,13 +62,17 @@ from lss_bev_ros.nodes.common import (
     stamp_to_sec,
 )
 from lss_bev_ros.nodes.eval_node import wait_for_file
+from lss_bev_ros.static_transforms import RigidTransform, StaticTransformTree
 from lss_bev_ros.sync import LatestSlot, StampSynchronizer, SyncedSet
 from lss_bev_ros.visualization import colorize_bev
 
-try:  # /tf_static extrinsics; tf2_ros is not installable from PyPI, so this path is optional
-    import tf2_ros  # type: ignore[import-not-found]
+try:  # /tf_static extrinsics: tf2_msgs has no PyPI wheel (tools/bootstrap.sh builds it)
+    from tf2_msgs.msg import TFMessage  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - depends on the ROS install
-    tf2_ros = None
+    TFMessage = None
+
+#: extrinsics from /tf_static closer than this to the rig file's keep the rig file's (m / rad)
+TF_AGREES = 1e-5
 
 BACKENDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -123,8 +128,8 @@ class BevNode(PerceptionNode):
         ParamSpec("rig_wait_s", 10.0, "on configure, wait this long for rig_file to appear "
                   "(launch starts the player that writes it in parallel)", read_only=True,
                   min=0.0, max=600.0),
-        ParamSpec("use_tf_static", True, "take extrinsics from /tf_static when tf2_ros is "
-                  "importable (overrides the rig file per camera)", read_only=True),
+        ParamSpec("use_tf_static", True, "take camera extrinsics from /tf_static where "
+                  "published (overrides the rig file per camera)", read_only=True),
         ParamSpec("weights", "", "LSS checkpoint (.pt, loaded with weights_only=True); empty: "
                   "untrained model of 'model_config' (for plumbing tests only)",
                   read_only=True),
@@ -192,9 +197,11 @@ class BevNode(PerceptionNode):
         self._missing: tuple[str, ...] = ()
         self._no_input = False
         self._reductions: dict[str, int] = {}
-        self._tf_buffer = None
-        self._tf_listener = None
-        self._tf_done: set[str] = set()
+        self._tf_tree = StaticTransformTree()
+        self._tf_lock = threading.Lock()
+        self._tf_sub = None
+        self._tf_applied = 0  # tree version last applied to the rig
+        self._tf_cameras: set[str] = set()  # cameras whose extrinsics /tf_static gave
         self.latency = LatencyStats(500)  # input stamp -> publish, node clock (ms)
         self.node_latency = LatencyStats(500)  # set complete -> publish, monotonic (ms)
         self.frames_processed = 0
@@ -221,11 +228,13 @@ class BevNode(PerceptionNode):
             raise RuntimeError(f"rig calibration: {exc}") from exc
         self.diag.set("extrinsics_source", f"rig_file {rig_file}")
         if self.p("use_tf_static"):
-            if tf2_ros is None:
-                self.get_logger().info("tf2_ros not importable: extrinsics from rig_file only")
-            else:
-                self._tf_buffer = tf2_ros.Buffer()
-                self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+            if TFMessage is None:
+                self.get_logger().info("tf2_msgs not importable: extrinsics from rig_file only")
+            elif self._tf_sub is None:
+                latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+                self._tf_sub = self.create_subscription(TFMessage, "/tf_static",
+                                                        self._on_tf_static, latched)
         reliable = QoSProfile(depth=5)
         self._pubs = {
             "grid": self.create_publisher(OccupancyGrid, self.p("occupancy_topic"), reliable),
@@ -360,7 +369,11 @@ class BevNode(PerceptionNode):
             self.destroy_publisher(pub)
         self._pubs = {}
         self.rig = None
-        self._tf_listener = self._tf_buffer = None
+        if self._tf_sub is not None:
+            self.destroy_subscription(self._tf_sub)
+            self._tf_sub = None
+        self._tf_applied = 0
+        self._tf_cameras = set()
 
     def on_params_applied(self, changed: dict) -> None:
         if "threshold" in changed and self.processor is not None:
@@ -420,28 +433,55 @@ class BevNode(PerceptionNode):
         if self.processor is not None and self.rig is not None:
             self.processor.set_rig(self._processing_rig())
 
-    def _update_from_tf(self) -> None:
-        """Camera extrinsics from /tf_static (only where tf2_ros exists)."""
-        if self._tf_buffer is None or self.rig is None or len(self._tf_done) == len(self.rig.names):
-            return
-        import rclpy.time
-
-        base = self.p("output_frame")
-        for cam in self.rig.cameras:
-            if cam.name in self._tf_done:
-                continue
+    def _on_tf_static(self, msg) -> None:
+        """Edges of the static tree (latched topic: every publisher's full set on connect)."""
+        for tr in msg.transforms:
+            q, t = tr.transform.rotation, tr.transform.translation
             try:
-                tf = self._tf_buffer.lookup_transform(base, cam.frame_id, rclpy.time.Time())
-            except Exception:  # noqa: S112 - not yet on /tf_static; retried next tick
+                tf = RigidTransform(quaternion_to_matrix([q.w, q.x, q.y, q.z]),
+                                    np.array([t.x, t.y, t.z]))
+                with self._tf_lock:
+                    self._tf_tree.set(tr.header.frame_id, tr.child_frame_id, tf)
+            except (ValueError, ZeroDivisionError) as exc:
+                self.diag.error("bad_tf", f"/tf_static {tr.header.frame_id} -> "
+                                f"{tr.child_frame_id}: {exc}; edge ignored")
+
+    def _update_from_tf(self) -> None:
+        """Apply /tf_static camera extrinsics (``output_frame`` <- camera frame) to the rig when
+        the tree changed; values within ``TF_AGREES`` of the current ones are kept as they are
+        (no index rebuild for a tree that repeats the rig file)."""
+        if self.rig is None or self._tf_tree.version == self._tf_applied:
+            return
+        base = self.p("output_frame")
+        changed = False
+        with self._tf_lock:
+            self._tf_applied = self._tf_tree.version
+            found = {}
+            for cam in self.rig.cameras:
+                try:
+                    found[cam.name] = self._tf_tree.lookup(base, cam.frame_id or
+                                                           frame_id_for(cam.name))
+                except LookupError:
+                    continue
+        for name, tf in found.items():
+            cam = self.rig.camera(name)
+            self._tf_cameras.add(name)
+            d_t = float(np.abs(tf.translation - cam.translation).max())
+            cos = (np.trace(tf.rotation.T @ cam.rotation) - 1.0) / 2.0
+            d_r = float(np.arccos(np.clip(cos, -1.0, 1.0)))
+            if d_t <= TF_AGREES and d_r <= TF_AGREES:
                 continue
-            t, q = tf.transform.translation, tf.transform.rotation
-            new = CameraCalibration(cam.name, cam.width, cam.height, cam.intrinsics,
-                                    quaternion_to_matrix([q.w, q.x, q.y, q.z]),
-                                    np.array([t.x, t.y, t.z]), cam.frame_id)
-            self.rig = self.rig.replace_camera(new)
-            self._tf_done.add(cam.name)
-            self.diag.set("extrinsics_source", "tf_static")
-        if self.processor is not None:
+            self.get_logger().info(f"{name}: extrinsics from /tf_static ({base} <- "
+                                   f"{cam.frame_id}), {math.degrees(d_r):.3f} deg / {d_t:.3f} m "
+                                   "from the previous ones")
+            self.rig = self.rig.replace_camera(CameraCalibration(
+                cam.name, cam.width, cam.height, cam.intrinsics, tf.rotation, tf.translation,
+                cam.frame_id))
+            changed = True
+        n = len(self._tf_cameras)
+        self.diag.set("extrinsics_source", f"tf_static for {n} of {len(self.rig.names)} cameras"
+                      + (", rig_file for the others" if n < len(self.rig.names) else ""))
+        if changed and self.processor is not None:
             self.processor.set_rig(self._processing_rig())
 
     # -- input ------------------------------------------------------------------------------

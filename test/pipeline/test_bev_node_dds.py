@@ -320,3 +320,59 @@ def test_bev_node_backend_options(ros_context, small_rig, camera_images):
         r.wait_grid(1.0)
     finally:
         r.close()
+
+
+def test_bev_node_takes_extrinsics_from_tf_static(ros_context, small_rig, camera_images):
+    """/tf_static (latched, published before the node starts) replaces the rig file's
+    extrinsics of the camera it describes, composed through an intermediate frame; a broken
+    edge is counted and ignored; the other cameras keep the rig file's."""
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    from lss_bev_ros.calibration import matrix_to_quaternion
+
+    rig = load_rig_yaml(small_rig)
+    cam = rig.camera("CAM_BACK_RIGHT")
+    yaw = np.radians(4.0)
+    rz = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]])
+    want_r, want_t = rz @ cam.rotation, cam.translation + np.array([0.0, 0.0, 0.25])
+
+    def edge(parent, child, r, t):
+        m = TransformStamped()
+        m.header.frame_id, m.child_frame_id = parent, child
+        q = matrix_to_quaternion(r)  # w, x, y, z
+        m.transform.rotation.w, m.transform.rotation.x = float(q[0]), float(q[1])
+        m.transform.rotation.y, m.transform.rotation.z = float(q[2]), float(q[3])
+        m.transform.translation.x, m.transform.translation.y = float(t[0]), float(t[1])
+        m.transform.translation.z = float(t[2])
+        return m
+
+    # base_link -> rack (z +1 m) -> camera: the rack edge carries the rest
+    rack_t = np.array([0.0, 0.0, 1.0])
+    tf = TFMessage(transforms=[
+        edge("base_link", "rack", np.eye(3), rack_t),
+        edge("rack", cam.frame_id, want_r, want_t - rack_t),
+        edge("base_link", "broken", np.eye(3), np.array([np.nan, 0.0, 0.0])),
+    ])
+    pub_node = Node("tf_static_pub", context=ros_context)
+    latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    pub_node.create_publisher(TFMessage, "/tf_static", latched).publish(tf)
+    r = _start(ros_context, small_rig, False, camera_images)
+    try:
+        r.ex.add_node(pub_node)
+        r.wait_diag("extrinsics_source", "tf_static for 1 of 6 cameras, rig_file for the others")
+        got = r.node.rig.camera("CAM_BACK_RIGHT")
+        np.testing.assert_allclose(got.rotation, want_r, atol=1e-9)
+        np.testing.assert_allclose(got.translation, want_t, atol=1e-9)
+        np.testing.assert_allclose(r.node.processor.rig.camera("CAM_BACK_RIGHT").rotation,
+                                   want_r, atol=1e-9)
+        front = r.node.rig.camera("CAM_FRONT")
+        assert np.array_equal(front.rotation, rig.camera("CAM_FRONT").rotation)
+        assert r.node.diag.counters["bad_tf"] == 1
+        r.publish_set(1.0)
+        r.wait_grid(1.0)
+    finally:
+        r.close()
+        pub_node.destroy_node()
