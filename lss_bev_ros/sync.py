@@ -90,6 +90,7 @@ class StampSynchronizer(Generic[T]):
         self._last_emitted = float("-inf")
         self._lock = threading.Lock()
         self._started: float | None = None
+        self.stamp_clock = float("-inf")  # newest stamp offered through add_stamped (s)
 
     def missing_sources(self, now: float) -> tuple[str, ...]:
         """Sources with no arrival within ``missing_timeout`` of ``now``."""
@@ -131,6 +132,15 @@ class StampSynchronizer(Generic[T]):
                 src.queue.popleft()
                 self.stats.evicted += 1
             return self._try_emit(now)
+
+    def add_stamped(self, name: str, stamp: float, item: T) -> SyncedSet[T] | None:
+        """:meth:`add` clocked by the stamps themselves: ``now`` is the newest stamp offered so
+        far (:attr:`stamp_clock`), so wall time, CPU load and a paused or slowed replay play no
+        part in who counts as missing (pair with ``missing_needs_activity``)."""
+        with self._lock:
+            self.stamp_clock = max(self.stamp_clock, stamp)
+            now = self.stamp_clock
+        return self.add(name, stamp, item, now)
 
     def poll(self, now: float) -> SyncedSet[T] | None:
         """Emit a partial set if a source has gone missing (call periodically)."""

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from lss_bev_ros.backends import parse_backend_options
@@ -57,6 +57,8 @@ from lss_bev_ros.eval.metrics import LatencyStats
 from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
+    latched_qos,
+    parses_with,
     run_node,
     sensor_qos,
     stamp_to_sec,
@@ -89,14 +91,6 @@ def _pattern(v: str) -> str | None:
     if "{camera}" in v:
         return None
     return "must contain {camera} (the camera frame id, e.g. cam_front)"
-
-
-def _backend_options(v: str) -> str | None:
-    try:
-        parse_backend_options(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 def _topic(v: str) -> str | None:
@@ -143,7 +137,7 @@ class BevNode(PerceptionNode):
         ParamSpec("backend_options", "", "extra backend options, 'key=value' pairs separated by "
                   "commas, e.g. 'mode=stages, bev_encoder=torch_bf16' (onnxruntime) or "
                   "'channels_last=true' (torch); see lss_bev_ros.backends", read_only=True,
-                  validator=_backend_options),
+                  validator=parses_with(parse_backend_options)),
         ParamSpec("cache_dir", "", "engine / export cache of non-torch backends",
                   read_only=True),
         ParamSpec("torch_threads", 0, "torch intra-op threads (0: torch default)",
@@ -201,11 +195,9 @@ class BevNode(PerceptionNode):
         self._tf_lock = threading.Lock()
         self._tf_sub = None
         self._tf_applied = 0  # tree version last applied to the rig
-        self._tf_cameras: set[str] = set()  # cameras whose extrinsics /tf_static gave
         self.latency = LatencyStats(500)  # input stamp -> publish, node clock (ms)
         self.node_latency = LatencyStats(500)  # set complete -> publish, monotonic (ms)
         self.frames_processed = 0
-        self._stamp_clock = float("-inf")  # newest image stamp seen (s): the sync's clock
         self._last_arrival: float | None = None  # monotonic time of the last image (s)
         self.last_stage_ms: dict[str, float] = {}
 
@@ -231,10 +223,8 @@ class BevNode(PerceptionNode):
             if TFMessage is None:
                 self.get_logger().info("tf2_msgs not importable: extrinsics from rig_file only")
             elif self._tf_sub is None:
-                latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
                 self._tf_sub = self.create_subscription(TFMessage, "/tf_static",
-                                                        self._on_tf_static, latched)
+                                                        self._on_tf_static, latched_qos(100))
         reliable = QoSProfile(depth=5)
         self._pubs = {
             "grid": self.create_publisher(OccupancyGrid, self.p("occupancy_topic"), reliable),
@@ -304,7 +294,6 @@ class BevNode(PerceptionNode):
             self.get_logger().info(f"warm-up frame took {(time.perf_counter() - t0) * 1e3:.0f} ms")
         names = tuple(self.rig.names)
         self.sync = self._make_sync()
-        self._stamp_clock = float("-inf")
         self._last_arrival = None
         self.slot = LatestSlot()
         self._missing = ()
@@ -373,7 +362,6 @@ class BevNode(PerceptionNode):
             self.destroy_subscription(self._tf_sub)
             self._tf_sub = None
         self._tf_applied = 0
-        self._tf_cameras = set()
 
     def on_params_applied(self, changed: dict) -> None:
         if "threshold" in changed and self.processor is not None:
@@ -442,7 +430,7 @@ class BevNode(PerceptionNode):
                                     np.array([t.x, t.y, t.z]))
                 with self._tf_lock:
                     self._tf_tree.set(tr.header.frame_id, tr.child_frame_id, tf)
-            except (ValueError, ZeroDivisionError) as exc:
+            except ValueError as exc:  # CalibrationError (bad quaternion) included
                 self.diag.error("bad_tf", f"/tf_static {tr.header.frame_id} -> "
                                 f"{tr.child_frame_id}: {exc}; edge ignored")
 
@@ -465,7 +453,6 @@ class BevNode(PerceptionNode):
                     continue
         for name, tf in found.items():
             cam = self.rig.camera(name)
-            self._tf_cameras.add(name)
             d_t = float(np.abs(tf.translation - cam.translation).max())
             cos = (np.trace(tf.rotation.T @ cam.rotation) - 1.0) / 2.0
             d_r = float(np.arccos(np.clip(cos, -1.0, 1.0)))
@@ -478,7 +465,7 @@ class BevNode(PerceptionNode):
                 cam.name, cam.width, cam.height, cam.intrinsics, tf.rotation, tf.translation,
                 cam.frame_id))
             changed = True
-        n = len(self._tf_cameras)
+        n = len(found)  # edges are never removed: every camera found before is found again
         self.diag.set("extrinsics_source", f"tf_static for {n} of {len(self.rig.names)} cameras"
                       + (", rig_file for the others" if n < len(self.rig.names) else ""))
         if changed and self.processor is not None:
@@ -496,21 +483,19 @@ class BevNode(PerceptionNode):
         newest (``time_jump_s``: bag looped or restarted) restarts synchronisation instead of
         rejecting everything as out of order.
         """
-        if self.sync is None or not self.active:
+        sync = self.sync
+        if sync is None or not self.active:
             return
         stamp = stamp_to_sec(msg.header.stamp)
-        if stamp < self._stamp_clock - float(self.p("time_jump_s")):
+        if stamp < sync.stamp_clock - float(self.p("time_jump_s")):
             self.diag.error("time_jump", f"{name}: stamp {stamp:.3f} is "
-                            f"{self._stamp_clock - stamp:.1f} s older than the newest; "
+                            f"{sync.stamp_clock - stamp:.1f} s older than the newest; "
                             "restarting synchronisation")
-            self.sync = self._make_sync()
-            self._stamp_clock = float("-inf")
+            sync = self.sync = self._make_sync()
             self._missing = ()
-        sync = self.sync
-        self._stamp_clock = max(self._stamp_clock, stamp)
         self._last_arrival = time.monotonic()
         before = sync.stats.out_of_order
-        out = sync.add(name, stamp, msg, self._stamp_clock)
+        out = sync.add_stamped(name, stamp, msg)
         if sync.stats.out_of_order != before:
             self.diag.error("out_of_order_stamp", f"{name}: stamp {stamp:.6f} is not newer than "
                             "the last processed set / its queue; dropped")
@@ -544,7 +529,7 @@ class BevNode(PerceptionNode):
             return
         self._no_input = False
         self.diag.set("no_input", False)
-        missing = sync.missing_sources(self._stamp_clock)
+        missing = sync.missing_sources(sync.stamp_clock)
         policy = self.p("missing_camera_policy")
         if missing != self._missing:
             if missing:

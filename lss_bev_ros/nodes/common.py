@@ -348,6 +348,19 @@ class PerceptionNode(LifecycleNode):
         return math.nan
 
 
+def parses_with(parse: Callable[[Any], Any]) -> Callable[[Any], str | None]:
+    """A :class:`ParamSpec` validator from a parser: its ValueError text, or None if it parses."""
+
+    def validate(value: Any) -> str | None:
+        try:
+            parse(value)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return validate
+
+
 def sensor_qos(depth: int = 1, reliable: bool = False) -> QoSProfile:
     """Sensor-data QoS: keep-last ``depth``, best-effort unless ``reliable``."""
     return QoSProfile(

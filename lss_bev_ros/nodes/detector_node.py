@@ -66,6 +66,7 @@ from lss_bev_ros.msg import Detection2D, Detection2DArray, PipelineTiming
 from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
+    parses_with,
     run_node,
     sensor_qos,
     stamp_to_sec,
@@ -115,14 +116,6 @@ def parse_classes(text: str, names: dict[int, str] | None = None) -> tuple[int, 
         else:
             raise ValueError(f"unknown class {p!r} (model has {sorted(by_name)})")
     return tuple(out)
-
-
-def _classes(v: str) -> str | None:
-    try:
-        parse_classes(v)
-    except ValueError as exc:
-        return str(exc)
-    return None
 
 
 def _cameras(v: list[str]) -> str | None:
@@ -228,7 +221,7 @@ class DetectorNode(PerceptionNode):
                   "published only when they continue a track)", min=0.0, max=1.0),
         ParamSpec("iou_threshold", 0.45, "NMS IoU threshold", min=0.0, max=1.0),
         ParamSpec("classes", "", "comma-separated class names or indices to keep; empty: all",
-                  validator=_classes),
+                  validator=parses_with(parse_classes)),
         ParamSpec("max_det", 300, "maximum detections per image", min=1, max=10000),
         ParamSpec("half", False, "FP16 inference where the backend supports it (not on CPU)"),
         ParamSpec("device", "cpu", "inference device: cpu, cuda:0, 0, ...", validator=_device),
@@ -288,7 +281,6 @@ class DetectorNode(PerceptionNode):
         self._marker_pub = None
         self._timing_pub = None
         self._subs: list = []
-        self._stamp_clock = float("-inf")  # newest image stamp seen (s): the sync's clock
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._reload_weights: str | None = None
@@ -392,7 +384,6 @@ class DetectorNode(PerceptionNode):
         self.slot = LatestSlot()
         with self._lock:
             self.sync = self._make_sync()
-            self._stamp_clock = float("-inf")
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="detector_worker", daemon=True)
         self._worker.start()
@@ -447,7 +438,6 @@ class DetectorNode(PerceptionNode):
         if self.sync is not None and changed.keys() & _SYNC_PARAMS:
             with self._lock:
                 self.sync = self._make_sync()
-                self._stamp_clock = float("-inf")
 
     # -- input ------------------------------------------------------------------------------
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
@@ -473,22 +463,20 @@ class DetectorNode(PerceptionNode):
         self.diag.count("images_received")
         stamp = stamp_to_sec(msg.header.stamp)
         with self._lock:
-            if self.sync is None:
+            sync = self.sync
+            if sync is None:
                 return
-            if stamp < self._stamp_clock - float(self.p("time_jump_s")):
+            if stamp < sync.stamp_clock - float(self.p("time_jump_s")):
                 self.diag.error("time_jump", f"{cam}: stamp {stamp:.3f} is "
-                                f"{self._stamp_clock - stamp:.1f} s older than the newest; "
+                                f"{sync.stamp_clock - stamp:.1f} s older than the newest; "
                                 "restarting synchronisation and tracking")
-                self.sync = self._make_sync()
-                self._stamp_clock = float("-inf")
+                sync = self.sync = self._make_sync()
                 if self.tracker is not None:
                     self.tracker.reset()
-            self._stamp_clock = max(self._stamp_clock, stamp)
-            sync = self.sync
             before = sync.stats.out_of_order
-            out = sync.add(cam, stamp, msg, self._stamp_clock)
+            out = sync.add_stamped(cam, stamp, msg)
             rejected = sync.stats.out_of_order > before
-            missing = sync.missing_sources(self._stamp_clock)
+            missing = sync.missing_sources(sync.stamp_clock)
         if rejected:
             self.diag.error("out_of_order", f"{cam}: stamp {stamp:.6f} not newer than the last "
                             "processed set or its queue; dropped")

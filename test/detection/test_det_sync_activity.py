@@ -36,3 +36,20 @@ def test_dead_camera_still_goes_partial_with_activity_rule():
     assert partial and all(o.missing == ("C",) for o in partial)
     assert min(o.stamp for o in partial) >= 0.7 - 1e-9
     assert s.missing_sources(now=2.0) == ("C",)
+
+
+def test_add_stamped_is_clocked_by_the_newest_stamp():
+    """The nodes' mode: no wall time at all. A camera is missing once the others' stamps moved on
+    by > missing_timeout twice; an out-of-order stamp does not move the clock back."""
+    s = StampSynchronizer(CAMS, tolerance=0.01, missing_timeout=0.6, allow_partial=True,
+                          missing_needs_activity=True)
+    assert s.stamp_clock == float("-inf")
+    assert [s.add_stamped(c, 4.0, c) for c in CAMS][-1].stamp == 4.0
+    assert s.add_stamped("A", 3.0, "late") is None and s.stats.out_of_order == 1
+    assert s.stamp_clock == 4.0
+    assert [s.add_stamped(c, 5.0, c) for c in ("A", "B")] == [None, None]  # one gap: waiting
+    assert s.missing_sources(s.stamp_clock) == ()
+    outs = [s.add_stamped(c, 5.5, c) for c in ("A", "B")]
+    assert s.missing_sources(s.stamp_clock) == ("C",) and s.stamp_clock == 5.5
+    got = [o for o in outs if o is not None]
+    assert got and all(o.missing == ("C",) for o in got) and got[-1].stamp == 5.5

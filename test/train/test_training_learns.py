@@ -7,6 +7,7 @@ the threshold that is best on the *training* scenes, for both models (`calibrate
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -92,19 +93,7 @@ def test_loss_falls_and_heldout_iou_beats_untrained(tiny_root: Path, tmp_path: P
     assert iou_t > 1.5 * iou_u + 0.03, (iou_t, iou_u)
 
     # Resume: model, optimizer and step continue.
-    more = TrainOptions(
-        dataroot=str(tiny_root),
-        out_dir=str(tmp_path / "run"),
-        epochs=1000,
-        max_steps=62,
-        batch_size=2,
-        lr=3e-3,
-        seed=0,
-        val_every=0,
-        progress=False,
-        val_scenes=VAL,
-        resume=str(res.last_checkpoint),
-    )
+    more = dataclasses.replace(opts, max_steps=62, val_every=0, resume=str(res.last_checkpoint))
     res2 = train(more, nusc=nusc)
     assert res2.steps == 62 and len(res2.losses) == 2
     assert load_checkpoint(res2.last_checkpoint)[2]["step"] == 62
