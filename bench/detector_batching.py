@@ -35,7 +35,7 @@ from lss_bev_ros.detection.detector import BatchedDetector, DetectorConfig  # no
 from lss_bev_ros.detection.tracking import MultiCameraTracker  # noqa: E402
 from lss_bev_ros.detection.visualize import annotate  # noqa: E402
 
-DEFAULT_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.pt"
+DEFAULT_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
 STAGES = ("preprocess", "inference", "postprocess", "tracking", "convert")
 
 
@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.exists()
                     else "yolo11n.yaml")
+    ap.add_argument("--allow-pickle", action="store_true",
+                    help="allow .pt weights (unpickling runs code inside the file: trusted only)")
     ap.add_argument("--imgsz", type=int, default=416)
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--device", default="cpu")
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = load_frames(args.dataroot, args.sets)
     det = BatchedDetector(DetectorConfig(args.weights, imgsz=args.imgsz, conf=args.conf,
-                                         device=args.device, cpu_threads=args.threads))
+                                         device=args.device, cpu_threads=args.threads,
+                                         allow_pickle=args.allow_pickle))
     trackers = {m: MultiCameraTracker(NUSCENES_CAMERAS) for m in ("batched", "per_image")}
     convert = make_converter()
     h, w = sets[0][0].shape[:2]

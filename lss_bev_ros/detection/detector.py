@@ -32,6 +32,17 @@ WEIGHT_SUFFIXES = {
 }
 """Weight file suffix -> backend name shown in timing messages and diagnostics."""
 
+PICKLED_SUFFIXES = frozenset({".pt", ".torchscript"})
+"""Weight formats that ultralytics loads by *unpickling* (``torch.load`` without
+``weights_only``): loading one runs whatever Python code its author put into it. They load only
+with ``DetectorConfig.allow_pickle`` (node parameter ``allow_pickled_weights``). ``.onnx``
+(protobuf graph + literal metadata), ``.engine`` and model ``.yaml`` files execute no code."""
+
+PICKLE_RISK = (
+    "loading a {suffix} file unpickles it, which runs any Python code embedded in it "
+    "(arbitrary code execution from a weights file)"
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,6 +108,7 @@ class DetectorConfig:
     device: str = "cpu"
     max_det: int = 300
     cpu_threads: int = 0  # torch intra-op threads on CPU; 0: ultralytics' default (cores - 1)
+    allow_pickle: bool = False  # load .pt / .torchscript (code execution risk, see PICKLE_RISK)
 
     def validate(self) -> None:
         if self.imgsz < 32 or self.imgsz % 32:
@@ -132,6 +144,14 @@ class BatchedDetector:
     # ---- loading ---------------------------------------------------------------------------
     def _load(self, path: Path) -> tuple[Any, dict[int, str]]:
         """(ultralytics YOLO, class names); exported formats load their runtime here."""
+        suffix = path.suffix.lower()
+        if suffix in PICKLED_SUFFIXES and not self.config.allow_pickle:
+            raise DetectorLoadError(
+                f"refusing to load {path}: {PICKLE_RISK.format(suffix=suffix)}. Use the ONNX "
+                f"export instead (lss-bev-export-yolo {path.name} --format onnx -> "
+                f"{path.with_suffix('.onnx').name}), or, only for a file you trust, enable "
+                "allow_pickled_weights (DetectorConfig.allow_pickle)"
+            )
         if self.backend == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
             raise DetectorLoadError(
                 f"{path} is a TensorRT engine but the 'tensorrt' Python package is not installed "
@@ -164,7 +184,7 @@ class BatchedDetector:
     # ---- live configuration ----------------------------------------------------------------
     def update(self, **changes) -> DetectorConfig:
         """Change thresholds/classes/imgsz/half/device live (weights need a new detector)."""
-        if "weights" in changes:
+        if "weights" in changes or "allow_pickle" in changes:
             raise ValueError("weights cannot change live; build a new BatchedDetector")
         if "classes" in changes and changes["classes"] is not None:
             changes["classes"] = tuple(int(c) for c in changes["classes"])

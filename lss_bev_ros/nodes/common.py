@@ -49,11 +49,15 @@ class ParamSpec:
     max: float | None = None
     choices: Sequence[Any] | None = None
     validator: Callable[[Any], str | None] | None = None  # returns an error text or None
+    unconfigured_only: bool = False  # settable only in the unconfigured state (reconfigure)
 
     def descriptor(self) -> ParameterDescriptor:
         extra = []
         if self.choices is not None:
             extra.append(f"one of {list(self.choices)}")
+        if self.unconfigured_only:
+            extra.append("changeable only while unconfigured: deactivate, cleanup, set, "
+                         "configure")
         d = ParameterDescriptor(
             name=self.name,
             description=self.description + (f" ({'; '.join(extra)})" if extra else ""),
@@ -205,6 +209,7 @@ class PerceptionNode(LifecycleNode):
             self.add_post_set_parameters_callback(self._apply_params)
         self.diag = DiagnosticsReporter(self, node_name)
         self.active = False
+        self.configured = False  # configure succeeded and no cleanup/shutdown since
 
     # ---- parameters ----------------------------------------------------------------------
     def p(self, name: str) -> Any:
@@ -220,6 +225,9 @@ class PerceptionNode(LifecycleNode):
             err = spec.check(prm.value)
             if err:
                 errors.append(err)
+            elif spec.unconfigured_only and self.configured:
+                errors.append(f"{prm.name}: can only change while the node is unconfigured "
+                              "(lifecycle deactivate + cleanup, set it, configure again)")
         if errors:
             return SetParametersResult(successful=False, reason="; ".join(errors))
         if not self._has_post_set:
@@ -250,6 +258,7 @@ class PerceptionNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         res = self._run_hook(self.on_configure_impl, "configure")
         if res == TransitionCallbackReturn.SUCCESS:
+            self.configured = True
             self.diag.start()
         return res
 
@@ -268,6 +277,7 @@ class PerceptionNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         res = self._run_hook(self.on_cleanup_impl, "cleanup")
+        self.configured = False
         self.diag.stop()
         return res
 
@@ -276,6 +286,7 @@ class PerceptionNode(LifecycleNode):
             self.active = False
             self._run_hook(self.on_deactivate_impl, "deactivate")
         self._run_hook(self.on_cleanup_impl, "cleanup")
+        self.configured = False
         return TransitionCallbackReturn.SUCCESS
 
     def on_configure_impl(self) -> None:

@@ -52,7 +52,6 @@ from lss_bev_ros.detection.detector import (
     BatchedDetector,
     DetectorConfig,
     DetectorLoadError,
-    resolve_weights,
 )
 from lss_bev_ros.detection.tracking import (
     MultiCameraTracker,
@@ -73,7 +72,9 @@ from lss_bev_ros.nodes.common import (
 )
 from lss_bev_ros.sync import LatestSlot, StampSynchronizer, SyncedSet
 
-DEFAULT_WEIGHTS = "models/yolo_synth/yolo11n_synth.pt"
+DEFAULT_WEIGHTS = "models/yolo_synth/yolo11n_synth.onnx"
+"""ONNX: a graph + literal metadata, loading it runs no code (a .pt is unpickled: see
+``allow_pickled_weights``)."""
 
 
 def _topic(v: str) -> str | None:
@@ -211,9 +212,14 @@ class DetectorNode(PerceptionNode):
         ParamSpec("output_prefix", "/detections", "outputs: <prefix>/<cam>, <prefix>/<cam>/"
                   "image, <prefix>/markers, <prefix>/timing", read_only=True,
                   validator=_topic),
-        ParamSpec("weights", DEFAULT_WEIGHTS, "YOLO weights: .pt, .onnx (dynamic batch), "
-                  f".engine (TensorRT) or a model .yaml (untrained); one of "
-                  f"{sorted(WEIGHT_SUFFIXES)}. A change reloads the model", validator=_weights),
+        ParamSpec("weights", DEFAULT_WEIGHTS, "YOLO weights: .onnx (dynamic batch; default), "
+                  ".engine (TensorRT), a model .yaml (untrained), or .pt / .torchscript only "
+                  f"with allow_pickled_weights; one of {sorted(WEIGHT_SUFFIXES)}",
+                  validator=_weights, unconfigured_only=True),
+        ParamSpec("allow_pickled_weights", False, "allow .pt / .torchscript weights. RISK: "
+                  "ultralytics unpickles them, which runs any Python code embedded in the "
+                  "file; enable only for files you made or trust (export to .onnx instead: "
+                  "lss-bev-export-yolo W.pt --format onnx)", read_only=True),
         ParamSpec("imgsz", 640, "network input size, pixels (long side, multiple of 32)",
                   min=32, max=4096, validator=_imgsz),
         ParamSpec("conf_threshold", 0.25, "minimum score of a published detection (with "
@@ -283,7 +289,6 @@ class DetectorNode(PerceptionNode):
         self._subs: list = []
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._reload_weights: str | None = None
         self._set_counter = 0
         self.frames_processed = 0
         self.add_on_set_parameters_callback(self._check_live_params)
@@ -301,6 +306,7 @@ class DetectorNode(PerceptionNode):
             device=str(self.p("device")),
             max_det=int(self.p("max_det")),
             cpu_threads=int(self.p("cpu_threads")),
+            allow_pickle=bool(self.p("allow_pickled_weights")),
         )
 
     def _tracker_config(self) -> TrackerConfig:
@@ -414,8 +420,6 @@ class DetectorNode(PerceptionNode):
         """Checks that need the loaded model: weights exist, class names are known."""
         for prm in params:
             try:
-                if prm.name == "weights" and self.detector is not None:
-                    resolve_weights(prm.value)
                 if prm.name == "classes" and self.detector is not None:
                     parse_classes(prm.value, self.detector.names)
                 if prm.name == "device" and (err := device_error(prm.value)):
@@ -429,8 +433,6 @@ class DetectorNode(PerceptionNode):
         if det is not None and changed.keys() & _DETECTOR_PARAMS:
             det.update(**{k: v for k, v in vars(self._detector_config(det.names)).items()
                           if k != "weights"})
-        if "weights" in changed and det is not None and Path(changed["weights"]) != det.path:
-            self._reload_weights = str(changed["weights"])  # the worker reloads
         if self.tracker is not None and changed.keys() & _TRACKER_PARAMS:
             self.tracker.set_config(self._tracker_config())
         if "tracking" in changed and not changed["tracking"] and self.tracker is not None:
@@ -498,24 +500,10 @@ class DetectorNode(PerceptionNode):
             item = self.slot.take(timeout=0.2)
             if item is None:
                 continue
-            if self._reload_weights is not None:
-                self._do_reload()
             try:
                 self._process(*item)
             except Exception as exc:  # keep the node alive whatever one set does
                 self.diag.error("processing", f"{type(exc).__name__}: {exc}")
-
-    def _do_reload(self) -> None:
-        weights, self._reload_weights = self._reload_weights, None
-        try:
-            self.detector = self._load_detector()
-            self.diag.set("backend", self.detector.backend)
-            self.diag.set("weights", str(self.detector.path))
-            if self.tracker is not None:
-                self.tracker.reset()
-        except Exception as exc:
-            self.diag.error("weights_reload", f"could not load {weights}: {exc}; keeping "
-                            f"{self.detector.path if self.detector else 'none'}")
 
     def _decode(self, name: str, msg) -> np.ndarray:
         w, h = int(self.p("expected_width")), int(self.p("expected_height"))

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-COMMITTED_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.pt"
+COMMITTED_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"  # no pickle
+COMMITTED_PT = COMMITTED_WEIGHTS.with_suffix(".pt")  # training/export source (pickled)
 
 
 def committed_weights() -> Path:

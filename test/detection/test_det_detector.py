@@ -90,7 +90,7 @@ def test_missing_and_broken_weights_raise_clear_errors(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a checkpoint")
     with pytest.raises(DetectorLoadError, match="could not load"):
-        BatchedDetector(DetectorConfig(str(garbage)))
+        BatchedDetector(DetectorConfig(str(garbage), allow_pickle=True))
     bad_onnx = tmp_path / "bad.onnx"
     bad_onnx.write_bytes(b"\x00\x01 not onnx")
     with pytest.raises(DetectorLoadError, match=r"bad\.onnx"):

@@ -39,7 +39,8 @@ def held_out(tmp_path_factory) -> NuScenes:
 def untrained(tmp_path_factory) -> BatchedDetector:
     # conf 0, max_det 100: the 100 best boxes per image whatever their score (AR@100)
     path = untrained_weights(tmp_path_factory.mktemp("untrained") / "untrained.pt")
-    return BatchedDetector(DetectorConfig(str(path), imgsz=320, conf=0.0, max_det=100))
+    return BatchedDetector(DetectorConfig(str(path), imgsz=320, conf=0.0, max_det=100,
+                                          allow_pickle=True))  # made by this test
 
 
 def test_committed_model_beats_untrained_and_keeps_track_ids(held_out, untrained):
@@ -81,7 +82,8 @@ def test_short_training_improves_over_untrained(tmp_path, held_out, untrained):
     best = train_yolo(ds.data_yaml, tmp_path / "runs", epochs=25, imgsz=256, batch=6,
                       val=False, mosaic=0.0, warmup_epochs=0.0, close_mosaic=0,
                       optimizer="AdamW", lr0=0.003)
-    det = BatchedDetector(DetectorConfig(str(best), imgsz=320, conf=0.0, max_det=100))
+    det = BatchedDetector(DetectorConfig(str(best), imgsz=320, conf=0.0, max_det=100,
+                                         allow_pickle=True))  # trained by this test
     scenes = sorted(scenes_by_name(held_out))
     after = evaluate_on_scenes(det, held_out, scenes, CAMS, 0.25, min_height_px=16).detection
     before = evaluate_on_scenes(untrained, held_out, scenes, CAMS, 0.25,
