@@ -1,0 +1,62 @@
+"""Configuration of the objects stage (lifting 2D + BEV to 3D, cross-camera merge, tracking)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+MODES: Mapping[str, str] = {
+    "fused": "2D detections + ground plane + BEV ray range + BEV blob footprint/heading",
+    "geometry": "2D detections + ground plane only (ablation)",
+    "bev": "BEV blobs only, every blob a car (ablation)",
+}
+"""Evidence combinations of :class:`~lss_bev_ros.objects.pipeline.ObjectPipeline` (the one list of
+choices: node parameter and bench read it from here)."""
+
+
+@dataclass(frozen=True)
+class ObjectsConfig:
+    """Knobs of the objects stage. Metres, seconds, pixels, probabilities 0..1."""
+
+    mode: str = "fused"  # key of MODES
+    min_score: float = 0.2  # detections below this confidence are ignored
+    ground_z: float = 0.0  # ground plane height in base_link, m
+    max_range_m: float = 60.0  # objects further than this (horizontal, from the camera) dropped
+    bottom_px_sigma: float = 2.5  # std of the box bottom edge, pixels
+    bearing_px_sigma: float = 3.0  # std of the box horizontal centre, pixels
+    ground_rel_sigma: float = 0.04  # relative range error of the flat-ground assumption
+    height_rel_sigma: float = 0.12  # relative range error of the class-height range
+    border_px: float = 2.0  # a box edge this close to the image border is truncated
+    # BEV evidence
+    bev_threshold: float = 0.4  # probability threshold of blobs
+    bev_min_cells: int = 3  # blobs smaller than this are noise
+    bev_ray_step_m: float = 0.25  # sampling step along a viewing ray
+    bev_gate_sigma: float = 3.0  # a blob along the ray must lie within this many geometry sigmas
+    bev_gate_m: float = 4.0  # ... or within this many metres
+    bev_range_floor_m: float = 0.35  # minimum std of a BEV range, m
+    blob_max_area_ratio: float = 2.2  # blob area / prior footprint above this = several objects
+    blob_min_elongation: float = 1.4  # major/minor std ratio below this: heading not observed
+    bev_only_score: float = 0.3  # score scale of blobs no detection explains (fused mode)
+    # cross-camera merge
+    merge_chi2: float = 9.21  # Mahalanobis^2 gate (2 dof, 99 %)
+    merge_max_m: float = 2.5  # and at most this far apart, m
+    # tracking
+    time_jump_s: float = 0.5  # a stamp this much older than the last resets the tracks
+    accel_sigma: float = 3.0  # white-noise acceleration std of the CV model, m/s^2
+    gate_chi2: float = 13.8  # association gate, Mahalanobis^2 (2 dof, 99.9 %)
+    gate_max_m: float = 4.0  # and Euclidean, m
+    init_velocity_sigma: float = 8.0  # std of a new track's velocity, m/s
+    confirm_hits: int = 2  # updates before a track is confirmed
+    confirm_score: float = 0.6  # a detection this confident confirms at birth
+    max_coast_s: float = 1.5  # a confirmed track survives this long without updates
+    tentative_coast_s: float = 0.3  # a tentative track survives this long without updates
+    output_coast_s: float = 0.6  # confirmed tracks are published while updated this recently
+    moving_speed_mps: float = 1.0  # faster tracks take their yaw from the velocity
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)}, got {self.mode!r}")
+        if not 0.0 <= self.min_score <= 1.0 or not 0.0 < self.bev_threshold < 1.0:
+            raise ValueError("min_score must be in [0, 1] and bev_threshold in (0, 1)")
+        if self.time_jump_s <= 0 or self.max_coast_s <= 0 or self.confirm_hits < 1:
+            raise ValueError("time_jump_s, max_coast_s > 0 and confirm_hits >= 1 required")
