@@ -11,9 +11,11 @@ write every table that `nuscenes.nuscenes.NuScenes` loads:
     dataroot/samples/LIDAR_TOP/<log>__LIDAR_TOP__<timestamp>.pcd.bin  (float32 x y z i ring)
     dataroot/maps/<token>.png  (drivable-area mask, 0.1 m / px)
 
-Key frames at 2 Hz; no sweeps. Scene `i` depends only on (seed, i), so scenes are reproducible and
-adding scenes does not change earlier ones. Scenes are named `synth-0000`, `synth-0001`, ...; the
-last ones are held out by `split_scene_names`.
+Key frames at 2 Hz by default (`--rate-hz` / `sample_period_us` for denser sequences, e.g. 10 Hz
+for temporal-fusion benchmarks; the default output is unchanged); no sweeps. Scene `i` depends
+only on (seed, i), so scenes are reproducible and adding scenes does not change earlier ones.
+Scenes are named `synth-0000`, `synth-0001`, ...; the last ones are held out by
+`split_scene_names`.
 """
 
 from __future__ import annotations
@@ -137,10 +139,13 @@ def visibility_token(fraction: float) -> str:
     return "4"
 
 
-def scene_world(seed: int, scene_index: int, samples_per_scene: int) -> World:
-    """The `World` behind scene `scene_index` of a dataset generated with `seed`."""
+def scene_world(
+    seed: int, scene_index: int, samples_per_scene: int, sample_period_s: float = 0.5
+) -> World:
+    """The `World` behind scene `scene_index` of a dataset generated with `seed` (key frames
+    every `sample_period_s` seconds; the scene lasts `(samples_per_scene - 1) * period`)."""
     rng = np.random.default_rng([seed, scene_index])
-    return make_world(rng, SceneParams(duration_s=(samples_per_scene - 1) * 0.5))
+    return make_world(rng, SceneParams(duration_s=(samples_per_scene - 1) * sample_period_s))
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class SynthConfig:
     version: str = "v1.0-mini"
     jpeg_quality: int = 90
     annotation_range_m: float = 75.0  # covers the +-50 m BEV square including its corners
+    sample_period_us: int = SAMPLE_PERIOD_US  # key-frame period (500 ms: nuScenes' 2 Hz)
 
 
 @dataclass
@@ -247,7 +253,8 @@ def _generate_scene(
 ) -> None:
     """Append scene `index` to `tables` and write its files."""
     name = scene_name(index)
-    world = scene_world(cfg.seed, index, cfg.samples_per_scene)
+    period_us = cfg.sample_period_us
+    world = scene_world(cfg.seed, index, cfg.samples_per_scene, period_us * 1e-6)
     rig = world.rig
     scene_tok = tok("scene", index)
     log_tok = tok("log", index)
@@ -289,8 +296,8 @@ def _generate_scene(
     last_ann: dict[int, dict] = {}  # object index → its latest annotation record
     instances: dict[int, dict] = {}
     for k in range(n):
-        t = k * SAMPLE_PERIOD_US * 1e-6
-        ts = t0_us + k * SAMPLE_PERIOD_US
+        t = k * period_us * 1e-6
+        ts = t0_us + k * period_us
         tables["sample"].append(
             {
                 "token": sample_toks[k],
@@ -413,11 +420,16 @@ def generate_dataset(
     version: str = "v1.0-mini",
     progress: bool = True,
     jpeg_quality: int = 90,
+    sample_period_us: int = SAMPLE_PERIOD_US,
 ) -> SynthSummary:
-    """Write a synthetic nuScenes dataset under `dataroot` (tables in `dataroot/version`)."""
+    """Write a synthetic nuScenes dataset under `dataroot` (tables in `dataroot/version`);
+    key frames every `sample_period_us` microseconds (default 2 Hz)."""
     if n_scenes < 1 or samples_per_scene < 1:
         raise ValueError("need at least one scene and one sample per scene")
-    cfg = SynthConfig(n_scenes, samples_per_scene, seed, version, jpeg_quality)
+    if sample_period_us < 1_000:
+        raise ValueError(f"sample_period_us must be >= 1000 (1 kHz), got {sample_period_us}")
+    cfg = SynthConfig(n_scenes, samples_per_scene, seed, version, jpeg_quality,
+                      sample_period_us=int(sample_period_us))
     root = Path(dataroot)
     (root / version).mkdir(parents=True, exist_ok=True)
     tok = _Tokens(seed)
@@ -460,7 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataroot", required=True, help="output folder (created)")
     parser.add_argument("--scenes", type=int, default=2, help="number of scenes")
     parser.add_argument(
-        "--samples-per-scene", type=int, default=10, help="key frames per scene (2 Hz)"
+        "--samples-per-scene", type=int, default=10, help="key frames per scene"
+    )
+    parser.add_argument(
+        "--rate-hz", type=float, default=1e6 / SAMPLE_PERIOD_US,
+        help="key frames per second (default 2, as nuScenes; e.g. 10 for dense sequences)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (scene i depends on it)")
     parser.add_argument("--version", default="v1.0-mini", help="table folder name")
@@ -473,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if not 0.0 < args.rate_hz <= 1000.0:
+        parser.error(f"--rate-hz must be in (0, 1000], got {args.rate_hz}")
     summary = generate_dataset(
         args.dataroot,
         args.scenes,
@@ -481,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         args.version,
         progress=not args.quiet,
         jpeg_quality=args.jpeg_quality,
+        sample_period_us=round(1e6 / args.rate_hz),
     )
     print(
         f"wrote {summary.n_samples} samples, {summary.n_annotations} annotations in "
