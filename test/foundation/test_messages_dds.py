@@ -11,10 +11,16 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from lss_bev_ros.msg import (
     BevMetrics,
+    DetectedObject,
+    DetectedObjects,
     Detection2D,
     Detection2DArray,
+    ObjectClassification,
     PipelineTiming,
     StageDuration,
+    TrackedObject,
+    TrackedObjectKinematics,
+    TrackedObjects,
 )
 
 
@@ -58,10 +64,50 @@ def _metrics() -> BevMetrics:
     return m
 
 
+def _detected_objects() -> DetectedObjects:
+    m = DetectedObjects()
+    m.header.stamp.sec, m.header.stamp.nanosec = 1533151603, 512404000
+    m.header.frame_id = "base_link"
+    o = DetectedObject(existence_probability=0.8, source_cameras=["CAM_FRONT", "CAM_FRONT_RIGHT"])
+    o.classification = [ObjectClassification(label=ObjectClassification.CAR, label_name="car",
+                                             probability=0.9)]
+    o.kinematics.pose_with_covariance.pose.position.x = 12.5
+    o.kinematics.pose_with_covariance.pose.orientation.z = 0.38268343
+    o.kinematics.pose_with_covariance.pose.orientation.w = 0.92387953
+    o.kinematics.pose_with_covariance.covariance = [float(i) for i in range(36)]
+    o.kinematics.has_position_covariance = True
+    o.kinematics.orientation_availability = o.kinematics.SIGN_UNKNOWN
+    o.shape.dimensions.x, o.shape.dimensions.y, o.shape.dimensions.z = 4.5, 1.9, 1.6
+    m.objects = [o, DetectedObject()]
+    return m
+
+
+def _tracked_objects() -> TrackedObjects:
+    m = TrackedObjects()
+    m.header.stamp.sec = 99
+    m.header.frame_id = "map"
+    o = TrackedObject(id=2**40 + 3, existence_probability=0.95, age_s=2.5,
+                      source_cameras=["CAM_BACK"])
+    o.object_id.uuid = list(range(16))
+    o.classification = [ObjectClassification(label=ObjectClassification.PEDESTRIAN,
+                                             label_name="pedestrian", probability=0.7)]
+    k = o.kinematics
+    k.twist_with_covariance.twist.linear.x = -1.25
+    k.twist_with_covariance.covariance = [0.5] * 36
+    k.acceleration_with_covariance.covariance[0] = -1.0
+    k.orientation_availability = TrackedObjectKinematics.AVAILABLE
+    k.is_stationary = False
+    o.shape.dimensions.x = 0.7
+    m.objects = [o]
+    return m
+
+
 def _same(a, b) -> bool:
     """Field-wise equality that treats NaN == NaN."""
     if hasattr(a, "get_fields_and_field_types"):
         return all(_same(getattr(a, f), getattr(b, f)) for f in a.get_fields_and_field_types())
+    if hasattr(a, "dtype") and hasattr(a, "__len__"):  # numpy-backed fixed arrays (uint8[16])
+        a, b = list(a), list(b)
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and math.isnan(a):
@@ -73,7 +119,8 @@ def _same(a, b) -> bool:
 
 @pytest.mark.parametrize(
     ("msg_type", "factory"),
-    [(Detection2DArray, _detections), (PipelineTiming, _timing), (BevMetrics, _metrics)],
+    [(Detection2DArray, _detections), (PipelineTiming, _timing), (BevMetrics, _metrics),
+     (DetectedObjects, _detected_objects), (TrackedObjects, _tracked_objects)],
 )
 def test_custom_message_round_trip_over_dds(ros_context, spin, msg_type, factory) -> None:
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
