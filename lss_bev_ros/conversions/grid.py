@@ -11,6 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lss_bev_ros.conversions.errors import ConversionError
+
+
+class GridConversionError(ConversionError):
+    """OccupancyGrid data does not match its declared size."""
+
 
 @dataclass(frozen=True)
 class GridSpec:
@@ -55,10 +61,18 @@ def probability_to_occupancy(
 
 
 def occupancy_to_probability(data, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """OccupancyGrid data -> (nx x ny probabilities indexed [ix, iy], nx x ny known mask)."""
-    arr = np.asarray(data, dtype=np.int8)
+    """OccupancyGrid data -> (nx x ny probabilities indexed [ix, iy], nx x ny known mask).
+
+    Raises :class:`GridConversionError` when the data does not hold ``width * height`` cells.
+    """
+    if width <= 0 or height <= 0:
+        raise GridConversionError(f"grid is {width} x {height} cells")
+    try:
+        arr = np.asarray(data, dtype=np.int8).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise GridConversionError(f"grid data is not int8 cells: {exc}") from exc
     if arr.size != width * height:
-        raise ValueError(f"grid data has {arr.size} cells, expected {width} x {height}")
+        raise GridConversionError(f"grid data has {arr.size} cells, expected {width} x {height}")
     grid = arr.reshape(height, width).T
     known = grid >= 0
     return np.where(known, grid.astype(np.float32) / 100.0, 0.0), known

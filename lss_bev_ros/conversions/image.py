@@ -7,13 +7,27 @@ vehicle with cv_bridge nothing changes: these functions only read ``encoding``, 
 
 from __future__ import annotations
 
+import io
+import struct
+import warnings
+
 import cv2
 import numpy as np
 
+from lss_bev_ros.conversions.errors import ConversionError
 
-class ImageConversionError(ValueError):
+
+class ImageConversionError(ConversionError):
     """The message cannot be turned into an RGB image (bad encoding, size, or payload)."""
 
+
+MAX_COMPRESSED_PIXELS = 36_000_000
+"""Default limit on the pixels a CompressedImage may declare (8K UHD is 33.2 MP; a 1600x900
+nuScenes camera 1.44 MP). Checked from the header before anything is decoded."""
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic variants)
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3}
 
@@ -59,23 +73,104 @@ def image_to_rgb(msg, expected_size: tuple[int, int] | None = None) -> np.ndarra
     return arr[:, :, 2::-1]  # bgra8
 
 
-def compressed_to_rgb(msg, expected_size: tuple[int, int] | None = None) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg/png) -> H x W x 3 uint8 RGB."""
-    raw = np.frombuffer(_as_bytes(msg.data), dtype=np.uint8)
-    if raw.size == 0:
+def _jpeg_size(buf: bytes) -> tuple[int, int]:
+    """(width, height) from the first start-of-frame segment of a JPEG."""
+    i, n = 2, len(buf)
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            raise ImageConversionError(f"corrupt JPEG header: no marker at byte {i}")
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        (length,) = struct.unpack_from(">H", buf, i + 2)
+        if marker in _JPEG_SOF:
+            if i + 9 > n or length < 7:
+                break
+            h, w = struct.unpack_from(">HH", buf, i + 5)
+            return w, h
+        i += 2 + length
+    raise ImageConversionError("corrupt or truncated JPEG: no frame header (SOF)")
+
+
+def compressed_image_size(data) -> tuple[int, int, str]:
+    """(width, height, format) that a compressed image declares in its header, read without
+    decoding: PNG IHDR, JPEG SOF, other formats through Pillow's lazy ``Image.open``.
+    Raises :class:`ImageConversionError` for data in no known format."""
+    buf = bytes(_as_bytes(data)[:65536])  # headers sit at the start (JPEG: after EXIF/APPn)
+    if buf.startswith(_PNG_MAGIC):
+        if len(buf) < 24 or buf[12:16] != b"IHDR":
+            raise ImageConversionError("corrupt PNG: no IHDR chunk")
+        w, h = struct.unpack_from(">II", buf, 16)
+        return w, h, "png"
+    if buf.startswith(b"\xff\xd8"):
+        w, h = _jpeg_size(buf)
+        return w, h, "jpeg"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(bytes(_as_bytes(data)))) as im:
+                return int(im.size[0]), int(im.size[1]), str(im.format or "?").lower()
+    except Image.DecompressionBombError as exc:
+        raise ImageConversionError(f"compressed image refused before decoding: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageConversionError(
+            f"compressed image in no known format ({len(buf)} header bytes): {exc}") from exc
+
+
+def check_compressed_size(data, max_pixels: int = MAX_COMPRESSED_PIXELS,
+                          expected_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) a compressed image declares; raises :class:`ImageConversionError` when
+    it declares more than ``max_pixels`` pixels (a decompression bomb), an empty size, or
+    another size than ``expected_size`` = (height, width). Nothing is decoded."""
+    w, h, fmt = compressed_image_size(data)
+    if w <= 0 or h <= 0:
+        raise ImageConversionError(f"{fmt} image declares an empty size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageConversionError(
+            f"{fmt} image declares {w}x{h} = {w * h} pixels, more than the limit of "
+            f"{max_pixels} (decompression bomb?): not decoded")
+    if expected_size is not None and (h, w) != tuple(expected_size):
+        raise ImageConversionError(
+            f"image is {w}x{h}, expected {expected_size[1]}x{expected_size[0]}")
+    return h, w
+
+
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode_compressed(data, reduction: int = 1, max_pixels: int = MAX_COMPRESSED_PIXELS,
+                      expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """JPEG/PNG (any format OpenCV decodes) bytes -> H x W x 3 uint8 RGB, decoded at
+    1/``reduction`` (1, 2, 4, 8; libjpeg DCT scaling) after checking the declared size
+    (``max_pixels``, ``expected_size`` = full-size (height, width)) from the header.
+    Raises :class:`ImageConversionError` for empty, oversized, corrupt or truncated data."""
+    view = _as_bytes(data)
+    if len(view) == 0:
         raise ImageConversionError("compressed image has no data")
-    bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)
-    if bgr is None:
+    if reduction not in _REDUCED_FLAGS:
+        raise ImageConversionError(f"reduction {reduction} not in {sorted(_REDUCED_FLAGS)}")
+    check_compressed_size(view, max_pixels, expected_size)
+    bgr = cv2.imdecode(np.frombuffer(view, dtype=np.uint8), _REDUCED_FLAGS[reduction])
+    if bgr is None or bgr.ndim != 3:
         raise ImageConversionError(
-            f"could not decode compressed image (format {getattr(msg, 'format', '?')!r}, "
-            f"{raw.size} bytes): corrupt or truncated"
-        )
-    if expected_size is not None and bgr.shape[:2] != tuple(expected_size):
-        h, w = bgr.shape[:2]
-        raise ImageConversionError(
-            f"image is {w}x{h}, expected {expected_size[1]}x{expected_size[0]}"
-        )
+            f"could not decode compressed image ({len(view)} bytes): corrupt or truncated")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def compressed_to_rgb(msg, expected_size: tuple[int, int] | None = None,
+                      max_pixels: int = MAX_COMPRESSED_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg/png) -> H x W x 3 uint8 RGB; the declared size is
+    checked against ``max_pixels`` and ``expected_size`` = (height, width) before decoding."""
+    return decode_compressed(msg.data, 1, max_pixels, expected_size)
 
 
 def rgb_to_image_bytes(rgb: np.ndarray) -> tuple[int, int, int, bytes]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from lss_bev_ros.conversions.errors import ConversionError
 
-class PointCloudError(ValueError):
-    """The cloud cannot be decoded (missing x/y/z, bad sizes)."""
+
+class PointCloudError(ConversionError):
+    """The cloud cannot be decoded (missing x/y/z, field layout, sizes, datatypes)."""
 
 
 # sensor_msgs/PointField datatypes
@@ -16,24 +18,57 @@ FLOAT32 = 7
 UINT16 = 4
 
 
+def _layout(msg) -> tuple[int, int, int, int]:
+    """Validated (points per row, rows, point_step, row_step) of a cloud; raises
+    :class:`PointCloudError` on any inconsistency with the data length."""
+    try:
+        w, h = int(msg.width), int(msg.height)
+        step = int(msg.point_step)
+        row_step = int(getattr(msg, "row_step", 0) or 0)
+    except (TypeError, ValueError) as exc:
+        raise PointCloudError(f"cloud size fields are not integers: {exc}") from exc
+    if w < 0 or h < 0:
+        raise PointCloudError(f"cloud is {w} x {h} points")
+    if w * h and step <= 0:
+        raise PointCloudError(f"point_step {step} for {w} x {h} points")
+    if row_step == 0:
+        row_step = w * step  # publishers that leave row_step unset
+    if row_step < w * step:
+        raise PointCloudError(f"row_step {row_step} < width {w} x point_step {step}")
+    return w, h, step, row_step
+
+
 def pointcloud2_to_array(
     msg, fields: tuple[str, ...] = ("x", "y", "z", "intensity"), drop_non_finite: bool = True
 ) -> tuple[np.ndarray, int]:
     """PointCloud2 -> (P x len(fields) float32, number of dropped non-finite points).
 
-    Fields other than x/y/z that the cloud lacks are filled with 0.
+    Fields other than x/y/z that the cloud lacks are filled with 0. Every malformed cloud
+    (field beyond ``point_step``, unknown datatype, data length != ``height * row_step``,
+    ``row_step`` < ``width * point_step``) raises :class:`PointCloudError`, nothing else.
     """
-    present = {f.name: f for f in msg.fields}
+    try:
+        return _to_array(msg, fields, drop_non_finite)
+    except PointCloudError:
+        raise
+    except (ValueError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+        # backstop: a layout the checks above missed must still be the one conversion error
+        raise PointCloudError(f"cannot decode point cloud: {type(exc).__name__}: {exc}") from exc
+
+
+def _to_array(msg, fields: tuple[str, ...], drop_non_finite: bool) -> tuple[np.ndarray, int]:
+    present = {str(f.name): f for f in msg.fields}
     for req in ("x", "y", "z"):
         if req not in present:
             raise PointCloudError(f"point cloud has no {req!r} field (has {sorted(present)})")
-    n = int(msg.width) * int(msg.height)
-    step = int(msg.point_step)
+    w, h, step, row_step = _layout(msg)
+    n = w * h
     raw = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    if raw.size != h * row_step:
+        raise PointCloudError(f"cloud data has {raw.size} bytes, expected height {h} x "
+                              f"row_step {row_step} = {h * row_step}")
     if n == 0:
         return np.zeros((0, len(fields)), np.float32), 0
-    if step <= 0 or raw.size < n * step:
-        raise PointCloudError(f"cloud data has {raw.size} bytes, expected {n} x {step}")
     order = ">" if msg.is_bigendian else "<"
     names, formats, offsets = [], [], []
     for name in fields:
@@ -41,12 +76,20 @@ def pointcloud2_to_array(
         if f is None:
             continue
         if f.datatype not in _DTYPES:
-            raise PointCloudError(f"field {name!r} has unknown datatype {f.datatype}")
+            raise PointCloudError(f"field {name!r} has unknown datatype {f.datatype} "
+                                  f"(known: {sorted(_DTYPES)})")
+        size = np.dtype(_DTYPES[f.datatype]).itemsize
+        off = int(f.offset)
+        if off < 0 or off + size > step:
+            raise PointCloudError(f"field {name!r} at offset {off} ({size} bytes) does not fit "
+                                  f"in point_step {step}")
         names.append(name)
         formats.append(order + _DTYPES[f.datatype])
-        offsets.append(int(f.offset))
+        offsets.append(off)
+    if row_step != w * step:  # padded rows: drop the padding
+        raw = raw.reshape(h, row_step)[:, : w * step].reshape(-1)
     dt = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": step})
-    rec = raw[: n * step].view(dt)
+    rec = raw.view(dt)
     out = np.zeros((n, len(fields)), np.float32)
     for i, name in enumerate(fields):
         if name in names:

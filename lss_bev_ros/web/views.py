@@ -25,7 +25,13 @@ import cv2
 import numpy as np
 
 from lss_bev_ros.conversions.grid import GridSpec
-from lss_bev_ros.conversions.image import ImageConversionError, image_to_rgb
+from lss_bev_ros.conversions.image import (
+    MAX_COMPRESSED_PIXELS,
+    ImageConversionError,
+    check_compressed_size,
+    decode_compressed,
+    image_to_rgb,
+)
 from lss_bev_ros.eval.reference import (
     VEHICLE_PREFIXES,
     Box,
@@ -42,28 +48,23 @@ from lss_bev_ros.visualization import (
     tile_cameras,
 )
 
-_REDUCE_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-
 
 def decode_reduced(data: bytes | bytearray | memoryview, target_width: int,
-                   full_width: int | None = None) -> np.ndarray:
+                   full_width: int | None = None,
+                   max_pixels: int = MAX_COMPRESSED_PIXELS) -> np.ndarray:
     """JPEG/PNG bytes -> H x W x 3 uint8 RGB, decoded at the largest 1/k (k in 1, 2, 4, 8) scale
-    that keeps the width >= ``target_width`` (``full_width``: the image's width, if known)."""
-    raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
-    if raw.size == 0:
+    that keeps the width >= ``target_width`` (``full_width``: the image's width; default: the
+    width its header declares). Images declaring more than ``max_pixels`` are not decoded."""
+    if len(memoryview(data).cast("B")) == 0:
         raise ImageConversionError("compressed image has no data")
+    if not full_width:
+        _h, full_width = check_compressed_size(data, max_pixels)
     k = 1
-    if full_width:
-        for cand in (8, 4, 2):
-            if full_width / cand >= target_width:
-                k = cand
-                break
-    bgr = cv2.imdecode(raw, _REDUCE_FLAGS[k])
-    if bgr is None:
-        raise ImageConversionError(f"could not decode compressed image ({raw.size} bytes): "
-                                   "corrupt or truncated")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    for cand in (8, 4, 2):
+        if full_width / cand >= target_width:
+            k = cand
+            break
+    return decode_compressed(data, k, max_pixels)
 
 
 def detection_overlays(detections: Sequence[Any], sx: float, sy: float) -> list[BoxOverlay]:
@@ -103,7 +104,6 @@ class CameraMosaic:
         self._images: dict[str, deque] = {c: deque(maxlen=self.history) for c in self.cameras}
         self._arrival: dict[str, float] = {}
         self._dets: dict[str, _Dets] = {}
-        self._widths: dict[str, int] = {}
         self.version = 0  # bumps on every input; render skips when nothing changed
         self.received = dict.fromkeys(self.cameras, 0)
         self.decode_errors = 0
@@ -166,12 +166,9 @@ class CameraMosaic:
             _stamp, msg, compressed = item
             try:
                 if compressed:
-                    rgb = decode_reduced(msg.data, tw, self._widths.get(cam))
-                    if cam not in self._widths or rgb.shape[1] > self._widths[cam]:
-                        self._widths[cam] = rgb.shape[1]  # full width after a k=1 decode
+                    rgb = decode_reduced(msg.data, tw)  # full width from the header
                 else:
                     rgb = image_to_rgb(msg)
-                    self._widths[cam] = rgb.shape[1]
             except ImageConversionError as exc:
                 self.decode_errors += 1
                 self.last_error = f"{cam}: {exc}"

@@ -43,10 +43,9 @@ def test_decode_reduced_uses_dct_scaling():
     rgb = np.zeros((900, 1600, 3), np.uint8)
     rgb[:, :800] = (200, 30, 30)
     data = _jpeg_msg(rgb).data
-    full = decode_reduced(data, 320)
-    assert full.shape == (900, 1600, 3)
-    small = decode_reduced(data, 320, full_width=1600)
+    small = decode_reduced(data, 320)  # full width read from the JPEG header
     assert small.shape == (225, 400, 3)  # 1/4: largest k keeping width >= 320
+    assert decode_reduced(data, 320, full_width=1600).shape == (225, 400, 3)
     assert np.abs(small[100, 50].astype(int) - (200, 30, 30)).max() < 20  # RGB order kept
     assert decode_reduced(data, 900, full_width=1600).shape[1] == 1600
     with pytest.raises(ImageConversionError):
