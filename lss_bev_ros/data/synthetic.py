@@ -457,6 +457,16 @@ def generate_dataset(
     )
 
 
+def write_eval_splits(dataroot: str | Path, version: str, n_scenes: int, n_val: int = 2) -> Path:
+    """Write the devkit custom-split file ``<dataroot>/<version>/splits.json`` with ``synth_train``
+    / ``synth_val`` = :func:`split_scene_names` (nuscenes-devkit >= 1.2 evaluates any split named
+    there: ``DetectionEval(..., eval_set="synth_val")``)."""
+    from lss_bev_ros.objects.nuscenes_eval import TRAIN_SPLIT, VAL_SPLIT, write_custom_splits
+
+    train, val = split_scene_names(n_scenes, n_val)
+    return write_custom_splits(dataroot, version, {TRAIN_SPLIT: train, VAL_SPLIT: val})
+
+
 def category_color(category: str) -> tuple[int, int, int]:
     """Base BGR colour the renderer uses for a category (faces are this times a shade 0.5..1)."""
     return CATEGORY_STYLE[category][0]
@@ -487,6 +497,12 @@ def main(argv: list[str] | None = None) -> int:
         default=2,
         help="how many trailing scenes the printed split holds out",
     )
+    parser.add_argument(
+        "--eval-splits",
+        action="store_true",
+        help="also write <version>/splits.json with the devkit custom splits synth_train / "
+        "synth_val (the --val-scenes split) for nuscenes.eval (eval_set=synth_val)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if not 0.0 < args.rate_hz <= 1000.0:
@@ -510,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
         train, val = split_scene_names(args.scenes, args.val_scenes)
         print(f"train scenes: {', '.join(train)}")
         print(f"val scenes:   {', '.join(val)}")
+        if args.eval_splits:
+            path = write_eval_splits(args.dataroot, args.version, args.scenes, args.val_scenes)
+            print(f"devkit custom splits: {path}")
     return 0
 
 
