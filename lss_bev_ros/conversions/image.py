@@ -78,7 +78,8 @@ def _jpeg_size(buf: bytes) -> tuple[int, int]:
     i, n = 2, len(buf)
     while i + 4 <= n:
         if buf[i] != 0xFF:
-            raise ImageConversionError(f"corrupt JPEG header: no marker at byte {i}")
+            raise ImageConversionError(
+                f"could not decode JPEG: corrupt header, no marker at byte {i}")
         marker = buf[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -95,7 +96,7 @@ def _jpeg_size(buf: bytes) -> tuple[int, int]:
             h, w = struct.unpack_from(">HH", buf, i + 5)
             return w, h
         i += 2 + length
-    raise ImageConversionError("corrupt or truncated JPEG: no frame header (SOF)")
+    raise ImageConversionError("could not decode JPEG: corrupt or truncated, no frame header (SOF)")
 
 
 def compressed_image_size(data) -> tuple[int, int, str]:
@@ -105,7 +106,7 @@ def compressed_image_size(data) -> tuple[int, int, str]:
     buf = bytes(_as_bytes(data)[:65536])  # headers sit at the start (JPEG: after EXIF/APPn)
     if buf.startswith(_PNG_MAGIC):
         if len(buf) < 24 or buf[12:16] != b"IHDR":
-            raise ImageConversionError("corrupt PNG: no IHDR chunk")
+            raise ImageConversionError("could not decode PNG: corrupt, no IHDR chunk")
         w, h = struct.unpack_from(">II", buf, 16)
         return w, h, "png"
     if buf.startswith(b"\xff\xd8"):
@@ -122,7 +123,8 @@ def compressed_image_size(data) -> tuple[int, int, str]:
         raise ImageConversionError(f"compressed image refused before decoding: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageConversionError(
-            f"compressed image in no known format ({len(buf)} header bytes): {exc}") from exc
+            f"could not decode compressed image: no known format ({len(buf)} header bytes): "
+            f"{exc}") from exc
 
 
 def check_compressed_size(data, max_pixels: int = MAX_COMPRESSED_PIXELS,

@@ -458,6 +458,8 @@ class DashboardNode(PerceptionNode):
         self.diag.set("clients_connected", len(clients))
         self.diag.set("clients", "; ".join(clients) or "none")
         self.diag.set("bytes_sent", total_bytes)
+        self.diag.set("http_client_errors", srv.client_errors)  # resets, slow request heads
+        self.diag.set("http_connections_refused", srv.connections_refused)
         if self.mosaic is not None:
             info: dict[str, Any] = {
                 "images_received": dict(self.mosaic.received),

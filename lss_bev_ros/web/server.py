@@ -4,7 +4,8 @@ Endpoints (``<stream>`` is any published stream name, by default ``cam`` and ``b
 
 * ``/``               index with live previews and links
 * ``/<stream>``       ``multipart/x-mixed-replace`` MJPEG; query ``quality=1..100`` (fixes the
-                      quality for this client), ``adaptive=0|1``, ``max_fps=<float>``
+                      quality for this client), ``adaptive=0|1``, ``max_fps=0`` (no cap) or
+                      ``MIN_CLIENT_FPS..MAX_CLIENT_FPS``; other values get a 400
 * ``/<stream>.jpg``   latest frame as one JPEG (503 until one exists)
 * ``/eval``           HTML dashboard (metrics chart, per-stage latency charts, backends, counts)
 * ``/eval.json``      the dashboard's data; query ``history=N`` limits history lists
@@ -15,6 +16,13 @@ notifies; every MJPEG client thread then takes the *newest* frame, encodes it at
 (cached per frame and quality) and sends it. Frames published while a client is still sending
 are skipped for that client and counted as its ``frames_dropped``. A client that stops reading
 only blocks its own thread, until ``send_timeout_s`` disconnects it.
+
+Hostile clients are bounded: a client that closes its connection frees its stream slot within
+about ``_POLL_S`` (its socket is polled while the thread waits for frames or for the fps cap);
+a request whose line and headers have not fully arrived ``header_timeout_s`` after the
+connection (or the previous response) is dropped (slowloris); at most ``max_connections``
+connections are served at once (extra ones are closed unanswered); a client reset is logged
+as one line, never a traceback.
 
 Example (offline tool)::
 
@@ -32,7 +40,10 @@ import contextlib
 import itertools
 import json
 import logging
+import math
+import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -51,6 +62,10 @@ from lss_bev_ros.web.state import ClientStats, DashboardState, StreamHub, json_s
 log = logging.getLogger(__name__)
 
 BOUNDARY = "lssbevframe"
+MIN_CLIENT_FPS = 0.1
+"""Lowest ``max_fps`` a client may ask for (one frame per 10 s); 0 means no cap."""
+MAX_CLIENT_FPS = 120.0
+_POLL_S = 0.5  # how often a waiting stream thread checks whether its client left
 _RESERVED = {"", "eval", "eval.json", "favicon.ico", "index.html"}
 
 
@@ -72,6 +87,27 @@ class _HTTPServer(ThreadingHTTPServer):
         self.dashboard = dashboard
         super().__init__(addr, _Handler)
 
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Refuse (close unanswered) connections beyond ``max_connections``."""
+        dash = self.dashboard
+        with dash._clients_lock:
+            full = len(dash._connections) >= dash.max_connections
+        if full:
+            dash.connections_refused += 1
+            log.warning("dashboard: %d connections open (max_connections), refusing %s",
+                        dash.max_connections, client_address[0])
+        return not full
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line for clients that reset or time out; a traceback only for real bugs."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # ConnectionResetError, BrokenPipeError, TimeoutError...
+            self.dashboard.client_errors += 1
+            log.info("client %s: connection ended: %s", client_address[0],
+                     type(exc).__name__)
+        else:
+            log.exception("dashboard: error while serving %s", client_address[0])
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -81,15 +117,55 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---- plumbing ------------------------------------------------------------------------
     def setup(self) -> None:
-        self.timeout = self.server.dashboard.send_timeout_s  # socket timeout for reads + writes
+        dash = self.server.dashboard
+        # socket timeout for each read / write; the whole request head has its own deadline
+        self.timeout = min(dash.send_timeout_s, dash.header_timeout_s)
         super().setup()
-        self.server.dashboard._track(self.connection, add=True)
+        dash._track(self.connection, add=True)
+
+    def handle_one_request(self) -> None:
+        """Read and answer one request; the request line and headers must arrive within
+        ``header_timeout_s`` (the reaper shuts the socket down otherwise)."""
+        dash = self.server.dashboard
+        self.connection.settimeout(min(dash.send_timeout_s, dash.header_timeout_s))
+        dash._head_deadline(self.connection, time.monotonic() + dash.header_timeout_s)
+        try:
+            super().handle_one_request()
+        except OSError as exc:  # reset / timeout while reading the request: one line
+            dash.client_errors += 1
+            log.info("client %s: connection ended: %s", self.client_address[0],
+                     type(exc).__name__)
+            self.close_connection = True
+        finally:
+            dash._head_deadline(self.connection, None)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        dash = self.server.dashboard
+        dash._head_deadline(self.connection, None)  # head complete
+        self.connection.settimeout(dash.send_timeout_s)  # a slow reader of the answer
+        return ok
 
     def finish(self) -> None:
         try:
             super().finish()
+        except OSError:
+            pass  # the client left before the last bytes were flushed
         finally:
             self.server.dashboard._track(self.connection, add=False)
+
+    def client_gone(self) -> bool:
+        """Whether the client closed or reset its connection (it sends nothing after the
+        request, so a readable socket with no data is EOF)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if not readable:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
@@ -162,7 +238,10 @@ class _Handler(BaseHTTPRequestHandler):
         dash = self.server.dashboard
         fixed_q = _int_arg(query, "quality", None, 1, 100)
         want_adaptive = _int_arg(query, "adaptive", None, 0, 1)
-        fps_arg = _float_arg(query, "max_fps", None, 0.0, 1000.0)
+        fps_arg = _float_arg(query, "max_fps", None, 0.0, MAX_CLIENT_FPS)
+        if fps_arg is not None and 0.0 < fps_arg < MIN_CLIENT_FPS:
+            raise ValueError(f"query parameter max_fps={fps_arg} outside [{MIN_CLIENT_FPS}, "
+                             f"{MAX_CLIENT_FPS}] (0: no cap)")
         if not dash._acquire_client():
             self._error(HTTPStatus.SERVICE_UNAVAILABLE,
                         f"too many stream clients (max {dash.max_clients})")
@@ -192,7 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
             now = time.monotonic
             next_allowed = 0.0
             while not dash._stop.is_set():
-                wait = 0.5 if last_sent is None else min(0.5, last_sent + dash.resend_s - now())
+                if self.client_gone():
+                    log.info("client %d on /%s left", client.client_id, name)
+                    break
+                wait = (_POLL_S if last_sent is None
+                        else min(_POLL_S, last_sent + dash.resend_s - now()))
                 frame = slot.wait_newer(last_seq or 0, max(0.0, wait), dash._stop)
                 if config_version != dash._config_version:  # settings changed at run time
                     config_version = dash._config_version
@@ -228,9 +311,9 @@ class _Handler(BaseHTTPRequestHandler):
                 client.ema_send_ms = ctrl.ema_send_ms or 0.0
                 if max_fps > 0:
                     next_allowed = max(next_allowed + 1.0 / max_fps, time.monotonic())
-                    delay = next_allowed - time.monotonic()
-                    if delay > 0 and dash._stop.wait(delay):
-                        break
+                    while (delay := next_allowed - time.monotonic()) > 0:  # in short slices
+                        if dash._stop.wait(min(delay, _POLL_S)) or self.client_gone():
+                            break
         except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError) as exc:
             log.info("client %d on /%s gone: %s", client.client_id, name, type(exc).__name__)
         finally:
@@ -252,6 +335,17 @@ def _int_arg(query: dict[str, list[str]], key: str, default: int | None, lo: int
     return v
 
 
+def _bounded_fps(fps: float) -> float:
+    """A server-wide fps cap: 0 (none) or clamped into [MIN_CLIENT_FPS, MAX_CLIENT_FPS]."""
+    v = float(fps)
+    if v <= 0 or math.isnan(v):
+        return 0.0
+    bounded = min(max(v, MIN_CLIENT_FPS), MAX_CLIENT_FPS)
+    if bounded != v:
+        log.warning("dashboard: max_fps %g clamped to %g", v, bounded)
+    return bounded
+
+
 def _float_arg(query: dict[str, list[str]], key: str, default: float | None, lo: float,
                hi: float) -> float | None:
     if key not in query:
@@ -261,7 +355,7 @@ def _float_arg(query: dict[str, list[str]], key: str, default: float | None, lo:
         v = float(raw)
     except ValueError:
         raise ValueError(f"query parameter {key}={raw!r} is not a number") from None
-    if not lo <= v <= hi:
+    if not lo <= v <= hi:  # also rejects nan
         raise ValueError(f"query parameter {key}={v} outside [{lo}, {hi}]")
     return v
 
@@ -293,6 +387,8 @@ class DashboardServer:
         resend_s: float = 1.0,
         history_len: int = 300,
         streams: Iterable[str] = ("cam", "bev"),
+        header_timeout_s: float = 10.0,
+        max_connections: int = 128,
     ) -> None:
         if not 1 <= int(jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
@@ -301,17 +397,24 @@ class DashboardServer:
         if not 0 <= int(port) <= 65535:
             raise ValueError(f"port must be 0..65535, got {port}")
         if (max_clients < 1 or send_timeout_s <= 0 or adaptive_target_ms <= 0 or max_fps < 0
-                or resend_s <= 0):
+                or resend_s <= 0 or header_timeout_s <= 0 or max_connections < max_clients):
             raise ValueError("max_clients >= 1, send_timeout_s > 0, adaptive_target_ms > 0, "
-                             "max_fps >= 0, resend_s > 0 required")
+                             "max_fps >= 0, resend_s > 0, header_timeout_s > 0, "
+                             "max_connections >= max_clients required")
         self.host = host
         self.port = int(port)
         self.jpeg_quality = int(jpeg_quality)
         self.adaptive = bool(adaptive)
         self.min_quality = min(int(min_quality), self.jpeg_quality)
         self.adaptive_target_ms = float(adaptive_target_ms)
-        self.max_fps = float(max_fps)
+        self.max_fps = _bounded_fps(max_fps)
         self.max_clients = int(max_clients)
+        self.max_connections = int(max_connections)
+        self.header_timeout_s = float(header_timeout_s)
+        self.connections_refused = 0  # beyond max_connections
+        self.client_errors = 0  # resets, timeouts, slow request heads
+        self._head_deadlines: dict[socket.socket, float] = {}
+        self._reaper: threading.Thread | None = None
         self.send_timeout_s = float(send_timeout_s)
         self.resend_s = float(resend_s)
         self.hub = StreamHub()
@@ -346,6 +449,9 @@ class DashboardServer:
             name=f"dashboard-http-{self.port}", daemon=True,
         )
         self._thread.start()
+        self._reaper = threading.Thread(target=self._reap_slow_heads,
+                                        name=f"dashboard-reaper-{self.port}", daemon=True)
+        self._reaper.start()
         log.info("dashboard serving on %s", self.url)
         return self
 
@@ -366,6 +472,8 @@ class DashboardServer:
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._reaper is not None:
+            self._reaper.join(timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._clients_lock:
@@ -452,7 +560,7 @@ class DashboardServer:
         if adaptive_target_ms is not None:
             self.adaptive_target_ms = float(adaptive_target_ms)
         if max_fps is not None:
-            self.max_fps = float(max_fps)
+            self.max_fps = _bounded_fps(max_fps)
         self._config_version += 1
 
     def _controller(self, fixed_q: int | None, want_adaptive: int | None) -> AdaptiveQuality:
@@ -495,6 +603,9 @@ class DashboardServer:
             "min_quality": self.min_quality,
             "max_fps": self.max_fps,
             "clients_connected": self._active_clients,
+            "connections_open": len(self._connections),
+            "connections_refused": self.connections_refused,
+            "client_errors": self.client_errors,
         }
         return json_safe(snap)
 
@@ -505,6 +616,31 @@ class DashboardServer:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
+                self._head_deadlines.pop(conn, None)
+
+    def _head_deadline(self, conn: socket.socket, deadline: float | None) -> None:
+        """Set (or clear, None) the time by which ``conn``'s request head must be complete."""
+        with self._clients_lock:
+            if deadline is None:
+                self._head_deadlines.pop(conn, None)
+            else:
+                self._head_deadlines[conn] = deadline
+
+    def _reap_slow_heads(self) -> None:
+        """Shut down connections whose request head is late (slowloris), every 0.2 s."""
+        while not self._stop.wait(0.2):
+            now = time.monotonic()
+            with self._clients_lock:
+                late = [c for c, t in self._head_deadlines.items() if now >= t]
+                for c in late:
+                    del self._head_deadlines[c]
+            for conn in late:
+                self.client_errors += 1
+                with contextlib.suppress(OSError):
+                    log.info("client %s: request head not complete after %.1f s, dropped",
+                             conn.getpeername()[0], self.header_timeout_s)
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def _acquire_client(self) -> bool:
         with self._clients_lock:
