@@ -14,6 +14,7 @@ PACKAGE = "lss_bev_ros"
 # `ros2 run`; test/test_packaging.py checks that both lists, launch files and config agree.
 NODES = {
     "bev_node": "lss_bev_ros.nodes.bev_node:main",
+    "fusion_node": "lss_bev_ros.nodes.fusion_node:main",
     "eval_node": "lss_bev_ros.nodes.eval_node:main",
     "detector_node": "lss_bev_ros.nodes.detector_node:main",
     "dashboard_node": "lss_bev_ros.nodes.dashboard_node:main",

@@ -1,4 +1,5 @@
-"""Full pipeline: frame player + BEV + YOLO detector + evaluation + dashboard (+ RViz).
+"""Full pipeline: frame player + BEV + grid fusion + YOLO detector + evaluation + dashboard
+(+ RViz).
 
     ros2 launch lss_bev_ros pipeline.launch.py [params_file:=...] [rviz:=true]
 
@@ -32,6 +33,8 @@ def generate_launch_description() -> LaunchDescription:
         Node(package=PACKAGE, executable="frame_player_node", name="frame_player_node",
              parameters=[params], output="screen"),
         Node(package=PACKAGE, executable="bev_node", name="bev_node",
+             parameters=[params], output="screen"),
+        Node(package=PACKAGE, executable="fusion_node", name="fusion_node",
              parameters=[params], output="screen"),
         Node(package=PACKAGE, executable="detector_node", name="detector_node",
              parameters=[params], output="screen"),

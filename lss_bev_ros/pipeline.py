@@ -39,6 +39,7 @@ import yaml
 NODE_NAMES: tuple[str, ...] = (
     "frame_player_node",
     "bev_node",
+    "fusion_node",
     "detector_node",
     "eval_node",
     "dashboard_node",

@@ -7,7 +7,9 @@ from lss_bev_ros.fusion.grid_fusion import (
     FusionStatus,
     GridFusion,
     Pose2D,
+    PoseLike,
     angle_diff,
+    pose_is_finite,
 )
 from lss_bev_ros.fusion.poses import PoseBuffer, PoseLookup
 
@@ -19,6 +21,8 @@ __all__ = [
     "GridFusion",
     "Pose2D",
     "PoseBuffer",
+    "PoseLike",
     "PoseLookup",
     "angle_diff",
+    "pose_is_finite",
 ]

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
@@ -71,6 +72,23 @@ class FusionStatus(StrEnum):
         return self in (FusionStatus.NO_POSE, FusionStatus.BAD_POSE)
 
 
+class PoseLike(Protocol):
+    """Any planar pose with ``x``, ``y`` (m) and ``yaw`` (rad) in ``map`` (e.g. :class:`Pose2D`,
+    ``lss_bev_ros.objects.types.Pose2D``)."""
+
+    @property
+    def x(self) -> float: ...
+    @property
+    def y(self) -> float: ...
+    @property
+    def yaw(self) -> float: ...
+
+
+def pose_is_finite(pose: PoseLike) -> bool:
+    """All of x, y, yaw are finite numbers."""
+    return all(math.isfinite(float(v)) for v in (pose.x, pose.y, pose.yaw))
+
+
 @dataclass(frozen=True)
 class Pose2D:
     """Planar ego pose ``map -> base_link``: position (m) and heading (rad) in ``map``."""
@@ -82,7 +100,7 @@ class Pose2D:
     @property
     def finite(self) -> bool:
         """All three components are finite numbers."""
-        return all(math.isfinite(v) for v in (self.x, self.y, self.yaw))
+        return pose_is_finite(self)
 
     @classmethod
     def from_quaternion(cls, x: float, y: float, qx: float, qy: float, qz: float,
@@ -222,7 +240,7 @@ class GridFusion:
         self._seen = np.full((self.window_cells,) * 2, _NEVER)  # last-seen stamp (s)
         self._origin: tuple[int, int] | None = None  # window cell (0, 0) in map cells
         self._last_stamp: float | None = None
-        self._last_pose: Pose2D | None = None
+        self._last_pose: PoseLike | None = None
 
     # -- public -----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -239,7 +257,7 @@ class GridFusion:
         return self._last_stamp is not None
 
     def update(self, stamp: float, probability: np.ndarray, known: np.ndarray,
-               pose: Pose2D | None) -> FusedGrid | None:
+               pose: PoseLike | None) -> FusedGrid | None:
         """Fuse one single-frame grid; returns the fused grid, or None when skipped.
 
         Args:
@@ -273,7 +291,7 @@ class GridFusion:
             if status is FusionStatus.RESET_TIME:
                 self._count_reset(status)
             return self._single(stamp, prob, vis, FusionStatus.NO_POSE)
-        if not pose.finite:
+        if not pose_is_finite(pose):
             self.stats.bad_pose += 1
             self._count_reset(FusionStatus.BAD_POSE)
             return self._single(stamp, prob, vis, FusionStatus.BAD_POSE)
@@ -308,7 +326,7 @@ class GridFusion:
         return FusedGrid(np.where(vis, prob, 0.0).astype(np.float32), vis.copy(), float(stamp),
                          self.config.grid.frame_id, status)
 
-    def _recentre(self, pose: Pose2D) -> tuple[int, int]:
+    def _recentre(self, pose: PoseLike) -> tuple[int, int]:
         """Move the window (whole cells) so the ego is in its centre; returns the origin."""
         res = self.config.grid.resolution
         new = (math.floor(pose.x / res) - self._half, math.floor(pose.y / res) - self._half)
@@ -320,7 +338,7 @@ class GridFusion:
         self._origin = new
         return new
 
-    def _window_to_base(self, origin: tuple[int, int], pose: Pose2D
+    def _window_to_base(self, origin: tuple[int, int], pose: PoseLike
                         ) -> tuple[np.ndarray, np.ndarray]:
         """Affine map (matrix 2 x 2, offset 2) from window cell index to input cell index."""
         g = self.config.grid
@@ -331,7 +349,7 @@ class GridFusion:
         offset = rt @ o - np.array([g.xmin / g.resolution + 0.5, g.ymin / g.resolution + 0.5])
         return rt, offset
 
-    def _integrate(self, stamp: float, prob: np.ndarray, vis: np.ndarray, pose: Pose2D) -> None:
+    def _integrate(self, stamp: float, prob: np.ndarray, vis: np.ndarray, pose: PoseLike) -> None:
         cfg = self.config
         if self._last_stamp is not None:
             self._logodds *= np.float32(math.exp(-(stamp - self._last_stamp) / cfg.decay_time_s))
@@ -351,7 +369,7 @@ class GridFusion:
         self._last_stamp = float(stamp)
         self._last_pose = pose
 
-    def _output(self, stamp: float, pose: Pose2D, status: FusionStatus) -> FusedGrid:
+    def _output(self, stamp: float, pose: PoseLike, status: FusionStatus) -> FusedGrid:
         g = self.config.grid
         assert self._origin is not None
         rt, offset = self._window_to_base(self._origin, pose)

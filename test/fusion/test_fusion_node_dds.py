@@ -1,0 +1,148 @@
+"""fusion_node in its own process (``python -m lss_bev_ros.pipeline --nodes fusion_node``) over
+real DDS: grids + /odom in, /bev/occupancy_fused and /diagnostics out."""
+
+from __future__ import annotations
+
+import array
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid, Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+
+from lss_bev_ros.conversions import GridSpec, occupancy_to_probability, probability_to_occupancy
+
+REPO = Path(__file__).resolve().parents[2]
+GRID = GridSpec()
+OBSTACLE_MAP_X = 20.0  # a static 2 m block at map (20, 0); the ego drives along map x
+
+
+def _stamp(t: float) -> Time:
+    return Time(sec=int(t), nanosec=round((t - int(t)) * 1e9))
+
+
+def _grid(t: float, ego_x: float, seen: bool) -> OccupancyGrid:
+    prob = np.full((GRID.nx, GRID.ny), 0.05, np.float32)
+    known = np.zeros((GRID.nx, GRID.ny), bool)
+    known[100:180, 40:160] = True  # 0..40 m ahead, +-20 m
+    ix, iy, _ = GRID.cell_of(np.array([OBSTACLE_MAP_X - ego_x]), np.array([0.0]))
+    prob[ix[0] - 2:ix[0] + 2, iy[0] - 2:iy[0] + 2] = 0.95 if seen else 0.3
+    g = OccupancyGrid()
+    g.header.stamp, g.header.frame_id = _stamp(t), "base_link"
+    g.info.resolution = GRID.resolution
+    g.info.width, g.info.height = GRID.nx, GRID.ny
+    g.info.origin.position.x, g.info.origin.position.y = GRID.xmin, GRID.ymin
+    g.info.origin.orientation.w = 1.0
+    g.data = array.array("b", probability_to_occupancy(prob, known).tobytes())
+    return g
+
+
+def _odom(t: float, x: float) -> Odometry:
+    m = Odometry()
+    m.header.stamp, m.header.frame_id, m.child_frame_id = _stamp(t), "map", "base_link"
+    m.pose.pose.position.x = x
+    m.pose.pose.orientation.w = 1.0
+    return m
+
+
+class _Io:
+    def __init__(self, ctx) -> None:
+        self.node = Node("fusion_test_io", context=ctx)
+        self.pub_grid = self.node.create_publisher(OccupancyGrid, "/bev/occupancy", 10)
+        self.pub_odom = self.node.create_publisher(Odometry, "/odom", 10)
+        self.fused: list[OccupancyGrid] = []
+        self.diag: dict[str, str] = {}
+        self.node.create_subscription(OccupancyGrid, "/bev/occupancy_fused", self.fused.append,
+                                      10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.ex = SingleThreadedExecutor(context=ctx)
+        self.ex.add_node(self.node)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for st in msg.status:
+            if st.name.endswith("fusion_node"):
+                self.diag = {kv.key: kv.value for kv in st.values}
+
+    def spin_until(self, pred, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.ex.spin_once(timeout_sec=0.05)
+            if pred():
+                return True
+        return pred()
+
+    def fused_at(self, t: float) -> OccupancyGrid | None:
+        want = _stamp(t)
+        return next((g for g in self.fused if g.header.stamp == want), None)
+
+
+def _obstacle_cells(g: OccupancyGrid, ego_x: float) -> np.ndarray:
+    prob, known = occupancy_to_probability(g.data, g.info.width, g.info.height)
+    ix, iy, _ = GRID.cell_of(np.array([OBSTACLE_MAP_X - ego_x]), np.array([0.0]))
+    return np.where(known, prob, -1.0)[ix[0] - 2:ix[0] + 2, iy[0] - 2:iy[0] + 2]
+
+
+def test_fusion_node_fuses_across_a_missed_frame_and_counts_a_bad_pose(ros_context, tmp_path):
+    params = tmp_path / "fusion.yaml"
+    params.write_text(yaml.safe_dump({"fusion_node": {"ros__parameters": {
+        "pose_wait_s": 2.0}}}))
+    log = open(tmp_path / "fusion_node.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lss_bev_ros.pipeline", "--params-file", str(params),
+         "--nodes", "fusion_node"],
+        cwd=str(REPO), env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    io = _Io(ros_context)
+    try:
+        assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
+                             and io.pub_odom.get_subscription_count() > 0, 60.0), \
+            "fusion_node never subscribed"
+        io.spin_until(lambda: False, 0.5)  # let the reliable readers match
+        stamps = [100.0 + 0.1 * k for k in range(6)]
+        for k, t in enumerate(stamps):
+            ego_x = 1.0 * k  # 10 m/s
+            io.pub_odom.publish(_odom(t, ego_x))
+            io.pub_grid.publish(_grid(t, ego_x, seen=(k != 4)))  # frame 4: the block is missed
+            assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 20.0), \
+                f"no fused grid for {t}; diag {io.diag}"
+        # a non-finite pose: single-frame grid out, counted
+        t_bad = 100.6
+        io.pub_odom.publish(_odom(t_bad, math.nan))
+        io.pub_grid.publish(_grid(t_bad, 6.0, seen=False))
+        assert io.spin_until(lambda: io.fused_at(t_bad) is not None, 20.0)
+        assert io.spin_until(lambda: io.diag.get("bad_pose") == "1", 10.0), io.diag
+        assert proc.poll() is None, "fusion_node died"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        io.node.destroy_node()
+    text = (tmp_path / "fusion_node.log").read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+    for t in stamps:
+        g = io.fused_at(t)
+        assert g.header.frame_id == "base_link" and (g.info.width, g.info.height) == (200, 200)
+        data = np.asarray(g.data, dtype=np.int8)
+        assert data.min() == -1 and data.max() <= 100
+    # the missed frame: the single-frame grid says 30 %, the fused grid still holds the block
+    missed = _obstacle_cells(io.fused_at(stamps[4]), 4.0)
+    assert (missed > 0.5).mean() >= 0.75, missed
+    # bad pose: the published grid is the single-frame one (the block at 30 %)
+    bad = _obstacle_cells(io.fused_at(t_bad), 6.0)
+    assert np.allclose(bad, 0.3), bad
+    assert int(io.diag["published"]) == 7 and int(io.diag["fused"]) == 5, io.diag
+    assert io.diag["last_status"] == "bad_pose"
