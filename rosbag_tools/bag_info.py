@@ -3,7 +3,9 @@
 Counts and rates come from scanning the messages (not only metadata.yaml), so a bag that was cut
 short reports what is actually readable, plus the error that stopped the scan. When ``rosbags``
 cannot open the bag at all (no summary in a truncated MCAP, broken metadata), the storage file
-is scanned record by record with the ``mcap`` stream reader (or ``sqlite3`` for .db3).
+is scanned record by record with the ``mcap`` stream reader (or ``sqlite3`` for .db3). MCAP
+checksums (chunk, data-section and summary CRCs) are verified first: a flipped byte makes the
+bag incomplete; a bag written without CRCs says so (``Checksums: none``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from pathlib import Path
 
 import yaml
 
-from rosbag_tools.bagio import TYPESTORE, BagToolError, bag_custom_data, iter_raw, open_bag
+from rosbag_tools.bagio import (
+    TYPESTORE,
+    BagToolError,
+    bag_custom_data,
+    iter_raw,
+    mcap_files,
+    open_bag,
+    verify_mcap_checksums,
+)
 
 
 @dataclass
@@ -52,6 +62,7 @@ class BagInfo:
     topics: dict[str, TopicSummary] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     custom_data: dict[str, str] = field(default_factory=dict)
+    checksums: str = "n/a"  # MCAP CRCs: verified | none | failed | n/a (sqlite3)
 
     @property
     def complete(self) -> bool:
@@ -82,6 +93,7 @@ class BagInfo:
             "path": str(self.path),
             "storage": self.storage,
             "complete": self.complete,
+            "checksums": self.checksums,
             "errors": list(self.errors),
             "message_count": self.message_count,
             "start_ns": self.start_ns,
@@ -167,8 +179,16 @@ def bag_info(path: str | Path, deep: bool = False) -> BagInfo:
     if not p.exists():
         raise BagToolError(f"bag not found: {p}")
     info = BagInfo(p)
+    reports = [verify_mcap_checksums(f) for f in mcap_files(p)]
+    if reports:
+        states = {r.status for r in reports}
+        info.checksums = ("failed" if "failed" in states and any(
+            r.chunks_with_crc or r.data_crc for r in reports) else
+            "none" if "none" in states or "failed" in states else "verified")
+        if info.checksums == "failed":
+            info.errors += [e for r in reports for e in r.errors]
     try:
-        with open_bag(p) as reader:
+        with open_bag(p, verify=False) as reader:
             info.custom_data = bag_custom_data(reader)
             files = _storage_files(p)
             info.storage = files[0].suffix.lstrip(".") if files else "?"
@@ -216,6 +236,14 @@ def bag_info(path: str | Path, deep: bool = False) -> BagInfo:
     return info
 
 
+_CHECKSUM_TEXT = {
+    "verified": "verified (MCAP chunk, data and summary CRCs match)",
+    "none": "none (written without CRCs: corruption cannot be detected; re-convert the bag)",
+    "failed": "FAILED (corrupt data, see errors)",
+    "n/a": "n/a (sqlite3 storage)",
+}
+
+
 def _fmt_time(ns: int | None) -> str:
     return "-" if ns is None else f"{ns * 1e-9:.6f}"
 
@@ -230,6 +258,7 @@ def format_info(info: BagInfo) -> str:
         f"End:        {_fmt_time(info.end_ns)} s",
         f"Messages:   {info.message_count}",
         f"Status:     {'complete' if info.complete else 'INCOMPLETE (see errors)'}",
+        f"Checksums:  {_CHECKSUM_TEXT.get(info.checksums, info.checksums)}",
         "Topics:",
     ]
     rows = sorted(info.topics.values(), key=lambda t: t.topic)

@@ -2,13 +2,18 @@
 
 Bags are written with the ``rosbags`` typestore of ROS 2 Humble (the message definitions we use
 are identical in Humble ... Kilted), as rosbag2 directories (``metadata.yaml`` + one storage
-file, MCAP by default).
+file, MCAP by default). ``rosbags`` writes MCAP chunks without CRCs, so :func:`add_mcap_crcs`
+re-encodes the file with the ``mcap`` writer (chunk, data-section and summary CRCs);
+:func:`verify_mcap_checksums` checks them and :func:`open_bag` refuses a bag that fails.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rosbags.interfaces import (
@@ -92,9 +97,145 @@ def rig_path_for_bag(bag: str | Path) -> Path:
     return p.parent / f"{p.name}.rig.yaml"
 
 
+def add_mcap_crcs(mcap_file: str | Path) -> None:
+    """Re-encode an MCAP file with chunk, data-section and summary CRC32s (``mcap`` writer),
+    keeping header, schemas, channels (QoS metadata), messages, metadata records and
+    attachments; the file is replaced atomically."""
+    from mcap.records import Attachment, Channel, Chunk, Header, Message, Metadata, Schema
+    from mcap.stream_reader import StreamReader, breakup_chunk
+    from mcap.writer import CompressionType, Writer
+
+    src = Path(mcap_file)
+    tmp = src.with_name(f".{src.name}.crc-tmp")
+    schema_ids: dict[int, int] = {}
+    channel_ids: dict[int, int] = {}
+    try:
+        with src.open("rb") as fin, tmp.open("wb") as fout:
+            records = StreamReader(fin, emit_chunks=True).records
+            head = next(records)
+            if not isinstance(head, Header):
+                raise BagToolError(f"{src}: MCAP does not start with a header record")
+            writer = Writer(fout, compression=CompressionType.NONE, enable_crcs=True,
+                            enable_data_crcs=True)
+            writer.start(profile=head.profile, library=head.library)
+
+            def put(rec: object) -> None:
+                if isinstance(rec, Schema) and rec.id not in schema_ids:
+                    schema_ids[rec.id] = writer.register_schema(rec.name, rec.encoding, rec.data)
+                elif isinstance(rec, Channel) and rec.id not in channel_ids:
+                    channel_ids[rec.id] = writer.register_channel(
+                        rec.topic, rec.message_encoding, schema_ids.get(rec.schema_id, 0),
+                        dict(rec.metadata))
+                elif isinstance(rec, Message):
+                    writer.add_message(channel_ids[rec.channel_id], rec.log_time, rec.data,
+                                       rec.publish_time, rec.sequence)
+
+            for rec in records:
+                if isinstance(rec, Chunk):
+                    for inner in breakup_chunk(rec):
+                        put(inner)
+                elif isinstance(rec, Metadata):
+                    writer.add_metadata(rec.name, dict(rec.metadata))
+                elif isinstance(rec, Attachment):
+                    writer.add_attachment(rec.create_time, rec.log_time, rec.name,
+                                          rec.media_type, rec.data)
+                else:
+                    put(rec)
+            writer.finish()
+        os.replace(tmp, src)
+    except BagToolError:
+        raise
+    except Exception as exc:
+        raise BagToolError(f"cannot add CRCs to {src}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class ChecksumReport:
+    """Result of :func:`verify_mcap_checksums` for one MCAP file."""
+
+    path: Path
+    chunks: int = 0
+    chunks_with_crc: int = 0
+    data_crc: bool = False  # DataEnd carries a data-section CRC
+    summary_crc: bool = False  # Footer carries a summary CRC
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``failed`` (a CRC mismatch or unreadable record), ``verified`` (every chunk and the
+        data section carry CRCs that match) or ``none`` (written without CRCs: a flipped byte
+        cannot be detected)."""
+        if self.errors:
+            return "failed"
+        if self.data_crc or (self.chunks and self.chunks_with_crc == self.chunks):
+            return "verified"
+        return "none"
+
+
+def verify_mcap_checksums(mcap_file: str | Path) -> ChecksumReport:
+    """Read a whole MCAP file and check every CRC it carries (chunks, data section, summary).
+    Never raises for corrupt data: mismatches are listed in ``errors``."""
+    from mcap.records import Chunk, DataEnd, Footer
+    from mcap.stream_reader import StreamReader, breakup_chunk
+
+    f = Path(mcap_file)
+    rep = ChecksumReport(f)
+    try:
+        with f.open("rb") as fh:
+            footer = None
+            for rec in StreamReader(fh, validate_crcs=True, emit_chunks=True).records:
+                if isinstance(rec, Chunk):
+                    rep.chunks += 1
+                    if rec.uncompressed_crc:
+                        rep.chunks_with_crc += 1
+                    try:
+                        breakup_chunk(rec, validate_crc=True)
+                    except Exception as exc:
+                        rep.errors.append(
+                            f"{f.name}: chunk {rep.chunks} (messages "
+                            f"{rec.message_start_time}..{rec.message_end_time} ns) is corrupt: "
+                            f"{type(exc).__name__}: {exc}")
+                elif isinstance(rec, DataEnd):
+                    rep.data_crc = rec.data_section_crc != 0
+                elif isinstance(rec, Footer):
+                    footer = rec
+            if footer is not None and footer.summary_crc and footer.summary_start:
+                rep.summary_crc = True
+                size = f.stat().st_size
+                fh.seek(footer.summary_start)
+                crc = 0
+                left = size - 8 - 4 - footer.summary_start  # up to the footer's summary_crc
+                while left > 0:
+                    block = fh.read(min(left, 1 << 20))
+                    if not block:
+                        break
+                    crc = zlib.crc32(block, crc)
+                    left -= len(block)
+                if crc != footer.summary_crc:
+                    rep.errors.append(f"{f.name}: summary section CRC mismatch (index or "
+                                      f"statistics corrupt): {crc:#010x} != "
+                                      f"{footer.summary_crc:#010x}")
+    except Exception as exc:
+        rep.errors.append(f"{f.name}: {type(exc).__name__}: {exc}")
+    return rep
+
+
+def mcap_files(p: Path) -> list[Path]:
+    """The MCAP storage files of a bag directory (or the file itself)."""
+    if p.is_file():
+        return [p] if p.suffix == ".mcap" else []
+    return sorted(p.glob("*.mcap"))
+
+
 @contextlib.contextmanager
-def open_bag(path: str | Path) -> Iterator[Reader]:
-    """Open a rosbag2 directory (or a bare .mcap/.db3 file) for reading; clear errors."""
+def open_bag(path: str | Path, verify: bool = True) -> Iterator[Reader]:
+    """Open a rosbag2 directory (or a bare .mcap/.db3 file) for reading; clear errors.
+
+    ``verify``: first check the CRCs of every MCAP storage file (one read of the file);
+    a mismatch (a flipped byte) raises :class:`BagToolError`. Files written without CRCs pass.
+    """
     p = Path(path)
     if not p.exists():
         raise BagToolError(f"bag not found: {p}")
@@ -103,6 +244,13 @@ def open_bag(path: str | Path) -> Iterator[Reader]:
             f"{p} is not a rosbag2 directory (no metadata.yaml); pass the bag directory, or a "
             ".mcap/.db3 file directly"
         )
+    if verify:
+        for f in mcap_files(p):
+            rep = verify_mcap_checksums(f)
+            if rep.status == "failed" and rep.chunks_with_crc + rep.data_crc > 0:
+                raise BagToolError(
+                    f"bag {p} is truncated or corrupt (checksum verification): {rep.errors[0]} "
+                    f"(`lss-bev-bag info {p}` lists what is readable)")
     try:
         reader = Reader(p)
         reader.open()

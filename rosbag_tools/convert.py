@@ -49,8 +49,10 @@ from rosbag_tools.bagio import (
     TF_TOPIC,
     TYPESTORE,
     BagToolError,
+    add_mcap_crcs,
     camera_topics,
     make_qos,
+    mcap_files,
     rig_path_for_bag,
 )
 
@@ -481,6 +483,8 @@ def convert_scene(
                 conns[ev.topic] = conn
             writer.write(conn, ev.t_ns, TYPESTORE.serialize_cdr(ev.build(), ev.msgtype))
             result.counts[ev.topic] = result.counts.get(ev.topic, 0) + 1
+    for f in mcap_files(bag):  # rosbags writes chunks without CRCs
+        add_mcap_crcs(f)
     result.start_ns = events[0].t_ns if events else 0
     result.end_ns = events[-1].t_ns if events else 0
     return result

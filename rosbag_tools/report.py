@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +197,10 @@ def write_report(report: EvalReport, out_dir: Path) -> EvalReport:
 class VideoWriter:
     """Annotated video (cameras + BEV prediction vs reference) via ``cv2.VideoWriter``.
 
-    ``.mp4`` uses the ``mp4v`` codec, ``.avi`` MJPG. Frames are written as they are evaluated.
+    ``.mp4`` uses the ``mp4v`` codec, ``.avi`` MJPG. Frames are written as they are evaluated,
+    into a hidden temporary file beside ``path`` (``.<name>.partial<suffix>``) that becomes
+    ``path`` only on ``close(success=True)``; ``close(success=False)`` (or leaving a ``with``
+    block by an exception) deletes it, so a failed evaluation never leaves a partial video.
     """
 
     def __init__(self, path: Path, fps: float | None = None, threshold: float = 0.5,
@@ -204,6 +208,7 @@ class VideoWriter:
         if path.suffix.lower() not in (".mp4", ".avi"):
             raise ValueError(f"video must be .mp4 or .avi, got {path.name}")
         self.path = path
+        self.partial_path = path.with_name(f".{path.stem}.partial{path.suffix}")
         self.fps = float(fps) if fps else 2.0
         self.threshold = threshold
         self.height = height
@@ -230,15 +235,28 @@ class VideoWriter:
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() == ".mp4"
                                               else "MJPG"))
             self._size = (frame.shape[1], frame.shape[0])
-            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            self._writer = cv2.VideoWriter(str(self.partial_path), fourcc, self.fps, self._size)
             if not self._writer.isOpened():
-                raise RuntimeError(f"cv2.VideoWriter cannot open {self.path}")
+                self._writer = None
+                self.partial_path.unlink(missing_ok=True)
+                raise RuntimeError(f"cv2.VideoWriter cannot open {self.partial_path}")
         if (frame.shape[1], frame.shape[0]) != self._size:
             frame = cv2.resize(frame, self._size)
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, success: bool = True) -> None:
+        """Finish the video: on ``success`` move it to :attr:`path` (when it has frames),
+        otherwise delete the partial file. Idempotent."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            if success and self.frames:
+                os.replace(self.partial_path, self.path)
+        self.partial_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(success=exc_type is None)
