@@ -17,6 +17,7 @@ NODES = {
     "fusion_node": "lss_bev_ros.nodes.fusion_node:main",
     "eval_node": "lss_bev_ros.nodes.eval_node:main",
     "detector_node": "lss_bev_ros.nodes.detector_node:main",
+    "objects_node": "lss_bev_ros.nodes.objects_node:main",
     "dashboard_node": "lss_bev_ros.nodes.dashboard_node:main",
     "frame_player_node": "lss_bev_ros.nodes.frame_player_node:main",
     "pipeline": "lss_bev_ros.pipeline:main",

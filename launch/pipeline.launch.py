@@ -38,6 +38,8 @@ def generate_launch_description() -> LaunchDescription:
              parameters=[params], output="screen"),
         Node(package=PACKAGE, executable="detector_node", name="detector_node",
              parameters=[params], output="screen"),
+        Node(package=PACKAGE, executable="objects_node", name="objects_node",
+             parameters=[params], output="screen"),
         Node(package=PACKAGE, executable="eval_node", name="eval_node",
              parameters=[params], output="screen"),
         Node(package=PACKAGE, executable="dashboard_node", name="dashboard_node",

@@ -11,11 +11,11 @@ The YAML is the standard ROS 2 parameters file (what ``ros2 launch`` / ``--param
       ros__parameters: {...}
 
 Its top-level node names select the nodes (``bev_node``, ``eval_node``, ``detector_node``,
-``dashboard_node``, ``frame_player_node``; ``--nodes`` narrows the set). Every key must be a
-parameter the node declares (``NodeClass.PARAMS``): typos fail loudly instead of being ignored.
-Values are coerced to the declared type (``2`` -> ``2.0`` for a float parameter). The nodes are
-created in file order, auto-started (configure + activate) in that order when their ``autostart``
-parameter is true, and spun by one ``MultiThreadedExecutor``.
+``objects_node``, ``dashboard_node``, ``frame_player_node``; ``--nodes`` narrows the set). Every key
+must be a parameter the node declares (``NodeClass.PARAMS``): typos fail loudly instead of being
+ignored. Values are coerced to the declared type (``2`` -> ``2.0`` for a float parameter). The nodes
+are created in file order, auto-started (configure + activate) in that order when their
+``autostart`` parameter is true, and spun by one ``MultiThreadedExecutor``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ NODE_NAMES: tuple[str, ...] = (
     "bev_node",
     "fusion_node",
     "detector_node",
+    "objects_node",
     "eval_node",
     "dashboard_node",
 )

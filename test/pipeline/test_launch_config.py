@@ -105,6 +105,7 @@ def test_rviz_config_shows_grid_image_cameras_markers():
     assert "/bev/image" in by_class["Image"]
     assert any(t.startswith("/cameras/") for t in by_class["Image"])
     assert "/gt/boxes" in by_class["MarkerArray"]
+    assert "/objects/markers" in by_class["MarkerArray"]
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
 
 
