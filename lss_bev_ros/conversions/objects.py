@@ -1,6 +1,6 @@
-"""3D objects (:class:`lss_bev_ros.objects.types.Object3D`) <-> ROS messages, and back-end helpers
-of objects_node that need no node: 2D detection arrays -> :class:`Detections`, odometry -> a
-ground-plane pose interpolated at a stamp, RViz markers.
+"""3D objects (:class:`lss_bev_ros.objects.types.Object3D`) <-> ROS messages, and the other message
+handling of objects_node that needs no node: 2D detection arrays -> :class:`Detections`,
+odometry / tf poses -> :class:`Pose2D`, RViz markers.
 
 Messages are duck-typed on input (any object with the message's attributes) and built with the
 message classes imported lazily, so this module imports without ROS and is tested without DDS.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -206,78 +205,6 @@ def pose2d_from_pose(position: Any, orientation: Any, stamp: float) -> Pose2D | 
         return None
     yaw = quaternion_to_yaw(float(q.x), float(q.y), float(q.z), float(q.w))
     return Pose2D(float(p.x), float(p.y), yaw, float(stamp))
-
-
-class PoseHistory:
-    """Recent map -> base_link poses (from /odom or /tf), interpolated at a stamp.
-
-    ``at(t)`` interpolates linearly (yaw on the circle) between the two poses around ``t``;
-    outside the recorded span it extrapolates from the nearest two poses, but only up to
-    ``tolerance_s``; further out (or with fewer poses than needed) it returns None.
-    """
-
-    def __init__(self, max_poses: int = 400, tolerance_s: float = 0.2,
-                 max_gap_s: float = 2.0) -> None:
-        self.max_poses = int(max_poses)
-        self.tolerance_s = float(tolerance_s)
-        self.max_gap_s = float(max_gap_s)
-        self._t: list[float] = []
-        self._p: list[Pose2D] = []
-
-    def __len__(self) -> int:
-        return len(self._t)
-
-    @property
-    def newest_stamp(self) -> float:
-        return self._t[-1] if self._t else -math.inf
-
-    def clear(self) -> None:
-        self._t, self._p = [], []
-
-    def add(self, pose: Pose2D) -> None:
-        """Insert (keeps stamp order; a repeated stamp replaces the pose)."""
-        i = bisect_left(self._t, pose.stamp)
-        if i < len(self._t) and self._t[i] == pose.stamp:
-            self._p[i] = pose
-        else:
-            self._t.insert(i, pose.stamp)
-            self._p.insert(i, pose)
-        if len(self._t) > self.max_poses:
-            del self._t[0], self._p[0]
-
-    def at(self, stamp: float) -> Pose2D | None:
-        """Pose at ``stamp`` (s), or None (see class doc)."""
-        n = len(self._t)
-        if n == 0:
-            return None
-        i = bisect_left(self._t, stamp)
-        if i < n and self._t[i] == stamp:
-            return self._p[i]
-        if n == 1:
-            p = self._p[0]
-            return (Pose2D(p.x, p.y, p.yaw, stamp) if abs(stamp - p.stamp) <= self.tolerance_s
-                    else None)
-        if 0 < i < n:
-            a, b = self._p[i - 1], self._p[i]
-            if b.stamp - a.stamp > self.max_gap_s:  # hole in the odometry: do not invent it
-                near = a if stamp - a.stamp <= b.stamp - stamp else b
-                if abs(stamp - near.stamp) > self.tolerance_s:
-                    return None
-        else:
-            a, b = (self._p[0], self._p[1]) if i == 0 else (self._p[-2], self._p[-1])
-            edge = a if i == 0 else b
-            if abs(stamp - edge.stamp) > self.tolerance_s:
-                return None
-        return _interpolate(a, b, stamp)
-
-
-def _interpolate(a: Pose2D, b: Pose2D, t: float) -> Pose2D:
-    dt = b.stamp - a.stamp
-    f = (t - a.stamp) / dt if dt > 0 else 0.0
-    dyaw = math.atan2(math.sin(b.yaw - a.yaw), math.cos(b.yaw - a.yaw))
-    yaw = a.yaw + f * dyaw
-    return Pose2D(a.x + f * (b.x - a.x), a.y + f * (b.y - a.y),
-                  math.atan2(math.sin(yaw), math.cos(yaw)), t)
 
 
 # ---------------------------------------------------------------------- output messages ----

@@ -45,7 +45,6 @@ from lss_bev_ros.calibration import (
 )
 from lss_bev_ros.conversions import GridSpec, occupancy_to_probability
 from lss_bev_ros.conversions.objects import (
-    PoseHistory,
     detected_objects_msg,
     detections_from_msg,
     new_uuid_prefix,
@@ -55,6 +54,7 @@ from lss_bev_ros.conversions.objects import (
 )
 from lss_bev_ros.detection.gt import CLASS_NAMES
 from lss_bev_ros.detection.types import Detections
+from lss_bev_ros.fusion.poses import PoseBuffer
 from lss_bev_ros.msg import DetectedObjects, Detection2DArray, PipelineTiming, TrackedObjects
 from lss_bev_ros.nodes.common import (
     ParamSpec,
@@ -184,8 +184,9 @@ class ObjectsNode(PerceptionNode):
                   max=600.0),
         ParamSpec("input_wait_s", 0.5, "wait this long (wall time) for the grid and pose of a "
                   "frame before processing it without them (s)", min=0.0, max=10.0),
-        ParamSpec("pose_tolerance_s", 0.2, "extrapolate the pose at most this far past the "
-                  "odometry (s)", min=0.0, max=10.0),
+        ParamSpec("pose_tolerance_s", 0.2, "a stamp at most this far outside the odometry "
+                  "takes the nearest pose (s); between poses it is interpolated", min=0.0,
+                  max=10.0),
         ParamSpec("stationary_speed_mps", 0.5, "tracks slower than this are is_stationary",
                   min=0.0, max=100.0),
         ParamSpec("publish_markers", True, "publish RViz markers"),
@@ -212,7 +213,7 @@ class ObjectsNode(PerceptionNode):
         self.sync: StampSynchronizer | None = None
         self.slot: LatestSlot[tuple[SyncedSet, float]] = LatestSlot()
         self.grids: deque[_Grid] = deque(maxlen=16)
-        self.poses = PoseHistory()
+        self.poses = PoseBuffer()
         self._pubs: dict[str, Any] = {}
         self._subs: list = []
         self._worker: threading.Thread | None = None
@@ -295,7 +296,7 @@ class ObjectsNode(PerceptionNode):
         with self._lock:
             self.sync = self._make_sync()
             self.grids.clear()
-            self.poses = PoseHistory(tolerance_s=float(self.p("pose_tolerance_s")))
+            self.poses = PoseBuffer(tolerance_s=float(self.p("pose_tolerance_s")))
         self.slot = LatestSlot()
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="objects_worker", daemon=True)
@@ -431,9 +432,10 @@ class ObjectsNode(PerceptionNode):
 
     def _add_pose(self, pose: Pose2D) -> None:
         with self._inputs:
-            if pose.stamp < self.poses.newest_stamp - float(self.p("time_jump_s")):
-                self.poses.clear()
-            self.poses.add(pose)
+            newest = self.poses.newest_stamp
+            if newest is not None and pose.stamp < newest - float(self.p("time_jump_s")):
+                self.poses.clear()  # looped replay
+            self.poses.add(pose.stamp, pose)
             self._inputs.notify_all()
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -485,7 +487,8 @@ class ObjectsNode(PerceptionNode):
                         for g in self.grids)
         if self.p("pose_source") == "none":
             return grid_done
-        pose_done = self.poses.newest_stamp >= stamp
+        newest = self.poses.newest_stamp
+        pose_done = newest is not None and newest >= stamp
         return grid_done and pose_done
 
     def _gather(self, stamp: float, t_in: float) -> tuple[_Grid | None, Pose2D | None, str]:
@@ -507,7 +510,9 @@ class ObjectsNode(PerceptionNode):
                 why = (f"nearest grid is {best.stamp - stamp:+.3f} s from the frame "
                        f"(> grid_tolerance_s {tol})")
                 best = None
-            pose = None if self.p("pose_source") == "none" else self.poses.at(stamp)
+            found = self.poses.lookup(stamp)
+            pose = (None if self.p("pose_source") == "none" or found.pose is None
+                    else Pose2D(found.pose.x, found.pose.y, found.pose.yaw, stamp))
             newest_pose = self.poses.newest_stamp
             self._last_frame_stamp = max(self._last_frame_stamp, stamp)
             rig = self.rig if self._rig_dirty else None
@@ -515,8 +520,8 @@ class ObjectsNode(PerceptionNode):
         if self.p("pose_source") != "none" and pose is None:
             self.diag.error("no_map_transform", (
                 f"no {self.p('map_frame')} -> {self.p('base_frame')} pose at {stamp:.3f} "
-                f"(newest {newest_pose:.3f}; tolerance {self.p('pose_tolerance_s')} s): "
-                f"tracking in {self.p('base_frame')}"))
+                f"({found.reason}; newest {newest_pose}; tolerance "
+                f"{self.p('pose_tolerance_s')} s): tracking in {self.p('base_frame')}"))
         if rig is not None and self.pipeline is not None:
             with self._pipe_lock:
                 self.pipeline.set_rig(rig)

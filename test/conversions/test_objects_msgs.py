@@ -1,5 +1,5 @@
-"""Object3D -> DetectedObjects / TrackedObjects / MarkerArray, Detection2DArray -> Detections and
-odometry interpolation (lss_bev_ros.conversions.objects), without DDS."""
+"""Object3D -> DetectedObjects / TrackedObjects / MarkerArray, Detection2DArray -> Detections,
+odometry -> Pose2D (lss_bev_ros.conversions.objects), without DDS."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from lss_bev_ros.conversions.objects import (
     UNOBSERVED_YAW_VAR,
-    PoseHistory,
     detected_objects_msg,
     detections_from_msg,
     new_uuid_prefix,
@@ -114,18 +113,6 @@ def test_detection_array_to_detections_matches_labels_by_name_and_drops_unknown(
     assert d.cls.tolist() == [2, 1, 0] and d.track_id.tolist() == [4, -1, -1]
     np.testing.assert_allclose(d.xyxy[0], [90, 45, 110, 55])
     assert np.isnan(d.xyxy[2]).any()
-
-
-def test_pose_history_interpolates_across_pi_and_refuses_far_extrapolation():
-    h = PoseHistory(tolerance_s=0.2)
-    h.add(Pose2D(0.0, 0.0, math.pi - 0.1, 10.0))
-    h.add(Pose2D(2.0, 1.0, -math.pi + 0.1, 11.0))
-    p = h.at(10.5)
-    assert (p.x, p.y) == pytest.approx((1.0, 0.5))
-    assert abs(abs(p.yaw) - math.pi) < 1e-9  # the short way round, not through 0
-    ahead = h.at(11.1)
-    assert ahead.x == pytest.approx(2.2)  # extrapolated within tolerance
-    assert h.at(11.5) is None and h.at(9.0) is None
 
 
 def test_pose_from_odometry_quaternion_and_rejects_non_finite():
