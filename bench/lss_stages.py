@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Per-stage latency of the LSS core on CPU, and reference vs precomputed voxel pooling.
 
-    python bench/lss_stages.py [--repeats 7] [--warmup 2] [--threads 2] [--small]
+    python bench/lss_stages.py [--repeats 7] [--warmup 2] [--threads 2] [--config small_cpu]
+    python bench/lss_stages.py --flops-only            # [0] only: GFLOP per stage and config
 
+0. GFLOP per frame and stage (``torch.utils.flop_counter.FlopCounterMode``; convolutions and
+   matmuls, so the scatter-add pooling counts ~0) of every named config side by side:
+   ``full`` (reference), ``small`` (the committed lss_small_synth.pt) and ``small_cpu``
+   (slim BEV encoder);
 1. Full model (6 cameras, 128 x 352, batch 1, eval, no_grad), stage by stage with
    ``lss.timing.run_staged``: ``geometry``, ``camera_encoder``, ``voxel_pooling``,
    ``bev_encoder``, ``total`` for both pooling modes (same weights):
@@ -38,6 +43,7 @@ from lss_bev_ros.lss.model import LiftSplatShoot
 from lss_bev_ros.lss.pooling import FixedPooling, cumsum_pool
 from lss_bev_ros.lss.preprocess import augmentation_matrices, sample_augmentation
 from lss_bev_ros.lss.timing import STAGES, StageTimer, run_staged
+from lss_bev_ros.lss.train import MODEL_CONFIGS
 
 
 def rig_inputs(cfg: LSSConfig) -> tuple[torch.Tensor, ...]:
@@ -56,6 +62,46 @@ def rig_inputs(cfg: LSSConfig) -> tuple[torch.Tensor, ...]:
         pr.expand(1, N, 3, 3).contiguous(),
         pt.expand(1, N, 3).contiguous(),
     )
+
+
+def stage_gflops(cfg: LSSConfig) -> dict[str, float]:
+    """GFLOP of one frame (batch 1) per stage: camera_encoder, voxel_pooling, bev_encoder."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = LiftSplatShoot(cfg.replace(pooling="cumsum")).eval()
+    imgs, *calib = rig_inputs(cfg)
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        geom = model.get_geometry(*calib)
+        stages: list[tuple[str, Callable[[], torch.Tensor]]] = [
+            ("camera_encoder", lambda: model.get_cam_feats(imgs)),
+        ]
+        feats = model.get_cam_feats(imgs)
+        stages.append(("voxel_pooling", lambda: model.voxel_pooling(geom, feats)))
+        bev = model.voxel_pooling(geom, feats)
+        stages.append(("bev_encoder", lambda: model.bev_encode(bev)))
+        for name, fn in stages:
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            out[name] = counter.get_total_flops() / 1e9
+    out["total"] = sum(out.values())
+    return out
+
+
+def print_flops(names: list[str]) -> None:
+    """[0]: GFLOP per stage for the named configs, and each total relative to ``small``."""
+    res = {n: stage_gflops(MODEL_CONFIGS[n]()) for n in names}
+    print("[0] GFLOP per frame (batch 1, FlopCounterMode)")
+    print(f"  {'stage':<16}" + "".join(f"{n:>14}" for n in res))
+    for s in ("camera_encoder", "voxel_pooling", "bev_encoder", "total"):
+        print(f"  {s:<16}" + "".join(f"{res[n][s]:>14.2f}" for n in res))
+    if "small" in res:
+        base = res["small"]["total"]
+        print(
+            f"  {'small / config':<16}" + "".join(f"{base / res[n]['total']:>13.1f}x" for n in res)
+        )
+    print()
 
 
 def stats(values: list[float]) -> tuple[float, float]:
@@ -147,11 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--pool-repeats", type=int, default=30, help="timed pooling runs")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    ap.add_argument("--small", action="store_true", help="LSSConfig.small() instead")
+    ap.add_argument("--small", action="store_true", help="same as --config small")
+    ap.add_argument(
+        "--config",
+        choices=tuple(MODEL_CONFIGS),
+        default="full",
+        help="config timed in [1] and [2] (full: the reference)",
+    )
+    ap.add_argument("--flops-only", action="store_true", help="print [0] only")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    cfg = LSSConfig.small() if args.small else LSSConfig()
+    print_flops(list(MODEL_CONFIGS))
+    if args.flops_only:
+        return 0
+    cfg = MODEL_CONFIGS["small" if args.small else args.config]()
     inputs = rig_inputs(cfg)
     H, W = cfg.image.final_dim
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -37,6 +37,9 @@ Bound = tuple[float, float, float]  # (lower m, upper m, step m)
 
 POOLING_MODES: tuple[str, ...] = ("precomputed", "cumsum")
 SUPPORTED_TRUNKS: tuple[str, ...] = ("efficientnet-b0",)
+#: BEV encoder architectures (``lss.model.BEV_ENCODERS`` maps each name to its module):
+#: ``resnet18`` is the reference decoder (62.4 GFLOP at 200 x 200), ``slim`` the CPU one.
+BEV_ENCODER_NAMES: tuple[str, ...] = ("resnet18", "slim")
 
 
 def _bound(value: Any, name: str) -> Bound:
@@ -188,6 +191,8 @@ class LSSConfig:
     ``pooling``: ``"precomputed"`` (indices cached per calibration, per frame only gather +
     scatter-add; default for inference) or ``"cumsum"`` (reference sort + cumsum trick).
     ``downsample`` is fixed at 16 by the EfficientNet-B0 reduction_4 endpoint.
+    ``bev_encoder``: ``"resnet18"`` (reference decoder, reference weights load) or ``"slim"``
+    (:class:`lss.model.SlimBevEncode`, ~10x fewer FLOPs, same output grid).
     """
 
     grid: GridConfig = field(default_factory=GridConfig)
@@ -197,8 +202,13 @@ class LSSConfig:
     downsample: int = 16
     trunk: str = "efficientnet-b0"
     pooling: str = "precomputed"
+    bev_encoder: str = "resnet18"
 
     def __post_init__(self) -> None:
+        if self.bev_encoder not in BEV_ENCODER_NAMES:
+            raise ValueError(
+                f"bev_encoder must be one of {BEV_ENCODER_NAMES}, got {self.bev_encoder!r}"
+            )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.trunk not in SUPPORTED_TRUNKS:
@@ -249,6 +259,18 @@ class LSSConfig:
         )
         return replace(cfg, **overrides) if overrides else cfg
 
+    @classmethod
+    def small_cpu(cls, **overrides: Any) -> LSSConfig:
+        """:meth:`small` with the slim BEV encoder: made for CPU training and inference.
+
+        Same cameras, 64 x 176 input, 21 depth bins and 0.5 m 200 x 200 grid as :meth:`small`;
+        the BEV encoder (:class:`lss.model.SlimBevEncode`) costs ~6.5 instead of 62.4 GFLOP per
+        frame (``bench/lss_stages.py`` prints the count per stage). The camera encoder is the
+        small config's, so its weights are interchangeable; the BEV encoder's are not.
+        """
+        cfg = replace(cls.small(), bev_encoder="slim")
+        return replace(cfg, **overrides) if overrides else cfg
+
     def replace(self, **changes: Any) -> LSSConfig:
         """Copy with some fields changed (dataclasses.replace)."""
         return replace(self, **changes)
@@ -263,11 +285,22 @@ class LSSConfig:
             "downsample": self.downsample,
             "trunk": self.trunk,
             "pooling": self.pooling,
+            "bev_encoder": self.bev_encoder,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LSSConfig:
-        known = {"grid", "image", "cam_channels", "out_channels", "downsample", "trunk", "pooling"}
+        # bev_encoder is absent from checkpoints written before it existed: resnet18
+        known = {
+            "grid",
+            "image",
+            "cam_channels",
+            "out_channels",
+            "downsample",
+            "trunk",
+            "pooling",
+            "bev_encoder",
+        }
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown LSSConfig keys: {sorted(unknown)}")
