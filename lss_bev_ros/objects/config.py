@@ -34,6 +34,8 @@ class ObjectsConfig:
     bev_gate_sigma: float = 3.0  # a blob along the ray must lie within this many geometry sigmas
     bev_gate_m: float = 4.0  # ... or within this many metres
     bev_range_floor_m: float = 0.35  # minimum std of a BEV range, m
+    bev_range_rel_sigma: float = 0.03  # relative std of a BEV range (grid blur with range)
+    bev_max_range_m: float = 30.0  # no BEV range cue for objects the geometry puts further
     blob_max_area_ratio: float = 2.2  # blob area / prior footprint above this = several objects
     blob_min_elongation: float = 1.4  # major/minor std ratio below this: heading not observed
     bev_only_score: float = 0.3  # score scale of blobs no detection explains (fused mode)
@@ -42,9 +44,10 @@ class ObjectsConfig:
     merge_max_m: float = 2.5  # and at most this far apart, m
     # tracking
     time_jump_s: float = 0.5  # a stamp this much older than the last resets the tracks
-    accel_sigma: float = 3.0  # white-noise acceleration std of the CV model, m/s^2
+    accel_sigma: float = 1.5  # white-noise acceleration std of the CV model, m/s^2
     gate_chi2: float = 13.8  # association gate, Mahalanobis^2 (2 dof, 99.9 %)
-    gate_max_m: float = 4.0  # and Euclidean, m
+    gate_max_m: float = 2.5  # and Euclidean at most this + max_speed_mps * dt, m
+    max_speed_mps: float = 16.0  # fastest object the gate admits, m/s
     init_velocity_sigma: float = 8.0  # std of a new track's velocity, m/s
     confirm_hits: int = 2  # updates before a track is confirmed
     confirm_score: float = 0.6  # a detection this confident confirms at birth

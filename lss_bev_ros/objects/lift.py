@@ -104,6 +104,64 @@ def find_blobs(prob: np.ndarray, grid: GridSpec, cfg: ObjectsConfig,
 
 
 @dataclass(frozen=True)
+class Peak:
+    """A local maximum of the footprint-smoothed BEV probability inside a blob (one object)."""
+
+    centre: np.ndarray  # 2, probability-weighted centroid of its window (x, y) m
+    cov: np.ndarray  # 2 x 2, spatial covariance of the window's cells, m^2
+    yaw: float  # major axis of the window's cells, rad in (-pi/2, pi/2]
+    elongation: float  # major / minor std of the window
+    score: float  # smoothed probability at the peak
+    blob: int  # label of its blob
+
+
+def _principal(pts: np.ndarray, w: np.ndarray, cell_var: float
+               ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(weighted centroid 2, covariance 2 x 2, major-axis yaw, elongation) of N x 2 points."""
+    c = (w[:, None] * pts).sum(0) / w.sum()
+    d = pts - c
+    cov = (w[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0) / w.sum()
+    cov = cov + np.eye(2) * cell_var
+    evals, evecs = np.linalg.eigh(cov)
+    yaw = float(np.arctan2(evecs[1, 1], evecs[0, 1]))
+    if yaw > np.pi / 2:
+        yaw -= np.pi
+    elif yaw <= -np.pi / 2:
+        yaw += np.pi
+    sd = np.sqrt(np.maximum(evals, 1e-9))
+    return c, cov, yaw, float(sd[1] / sd[0])
+
+
+def find_peaks(prob: np.ndarray, blobs: BlobMap, grid: GridSpec, object_area_m2: float,
+               max_area_ratio: float) -> list[Peak]:
+    """Split blobs larger than ``max_area_ratio`` objects (cars side by side merge in a coarse
+    grid) into ``round(cell area / object_area_m2)`` parts by k-means over their cells
+    (scipy.cluster.vq.kmeans2, deterministic seed); one :class:`Peak` per part."""
+    from scipy.cluster.vq import kmeans2
+
+    res = grid.resolution
+    cell_var = res**2 / 12.0
+    p = np.asarray(prob, dtype=np.float64)
+    out = []
+    for lab, b in blobs.blobs.items():
+        area = b.cells * res**2
+        if area <= max_area_ratio * object_area_m2:
+            continue
+        k = int(np.clip(round(area / object_area_m2), 2, 16))
+        ix, iy = np.nonzero(blobs.labels == lab)
+        pts = np.stack([grid.xmin + (ix + 0.5) * res, grid.ymin + (iy + 0.5) * res], 1)
+        w = p[ix, iy]
+        _, assign = kmeans2(pts, k, minit="++", seed=0)
+        for j in range(k):
+            m = assign == j
+            if m.sum() < 2:
+                continue
+            c, cov, yaw, el = _principal(pts[m], w[m], cell_var)
+            out.append(Peak(c, cov, yaw, el, float(w[m].mean()), lab))
+    return out
+
+
+@dataclass(frozen=True)
 class RayLift:
     """One detection lifted along its viewing ray (base_link, metres)."""
 
@@ -189,7 +247,8 @@ def bev_ray_range(prob: np.ndarray, blobs: BlobMap | None, grid: GridSpec, origi
         cost = abs(r - prior_range) if np.isfinite(prior_range) else r
         if cost > gate or cost >= best_cost:
             continue
-        var = float((w * (rs[s:e] - r) ** 2).sum() / w.sum()) + cfg.bev_range_floor_m**2
+        var = (float((w * (rs[s:e] - r) ** 2).sum() / w.sum()) + cfg.bev_range_floor_m**2
+               + (cfg.bev_range_rel_sigma * r) ** 2)
         lab = 0
         if blobs is not None:
             labs = blobs.labels[ix[s:e], iy[s:e]]
@@ -204,8 +263,9 @@ def bev_ray_range(prob: np.ndarray, blobs: BlobMap | None, grid: GridSpec, origi
 
 def lift_box(cam: CameraCalibration, xyxy: np.ndarray, prior: ClassPrior,
              prob: np.ndarray | None, blobs: BlobMap | None, grid: GridSpec,
-             cfg: ObjectsConfig, use_bev: bool) -> RayLift | None:
-    """Lift one box (x1, y1, x2, y2 pixels of the original image) along its viewing ray.
+             cfg: ObjectsConfig, use_bev: bool, yaw_prior: float = 0.0) -> RayLift | None:
+    """Lift one box (x1, y1, x2, y2 pixels of the original image) along its viewing ray;
+    ``yaw_prior``: assumed heading (rad, base_link) for the footprint offset.
 
     None when no range cue exists (box above the horizon, truncated and no BEV support).
     """
@@ -218,13 +278,18 @@ def lift_box(cam: CameraCalibration, xyxy: np.ndarray, prior: ClassPrior,
     direction = d_c[:2] / hxy
     origin = cam.translation[:2].copy()
     fx, fy = cam.intrinsics[0, 0], cam.intrinsics[1, 1]
-    footprint_half = 0.25 * (prior.length + prior.width)  # mean half depth of the footprint
+    # the ray meets the near face; the centre lies half the footprint's depth along the ray
+    # further, for a box parallel to the ego (yaw prior 0; road direction)
+    a = float(np.arctan2(direction[1], direction[0])) - yaw_prior
+    footprint_half = 0.5 * (prior.length * abs(np.cos(a)) + prior.width * abs(np.sin(a)))
     footprint_var = (0.25 * (prior.length - prior.width)) ** 2 + prior.size_std**2 / 4
     ranges: dict[str, tuple[float, float]] = {}
     bottom_cut = y2 >= cam.height - cfg.border_px
     top_cut = y1 <= cfg.border_px
     if not bottom_cut:
         r0 = _ground_range(cam, uc, y2, cfg.ground_z)
+        if not np.isfinite(r0):
+            return None  # the box's bottom is above the horizon: not standing on the ground
         r1 = _ground_range(cam, uc, y2 + 1.0, cfg.ground_z)
         if np.isfinite(r0) and np.isfinite(r1) and r0 < cfg.max_range_m * 1.5:
             drdv = abs(r0 - r1)
@@ -240,7 +305,7 @@ def lift_box(cam: CameraCalibration, xyxy: np.ndarray, prior: ClassPrior,
                             (cfg.height_rel_sigma * r) ** 2 + footprint_var)
     geo_r, geo_var = fuse_ranges(ranges)
     blob, peak = 0, 0.0
-    if use_bev and prob is not None:
+    if use_bev and prob is not None and not (geo_r > cfg.bev_max_range_m):
         rb, vb, blob, peak = bev_ray_range(prob, blobs, grid, origin, direction, geo_r, geo_var,
                                            cfg)
         if np.isfinite(rb):

@@ -30,7 +30,7 @@ from lss_bev_ros.conversions import GridSpec
 from lss_bev_ros.detection.types import Detections
 from lss_bev_ros.objects.classes import nuscenes_name, prior
 from lss_bev_ros.objects.config import ObjectsConfig
-from lss_bev_ros.objects.lift import Blob, BlobMap, find_blobs, lift_box
+from lss_bev_ros.objects.lift import Blob, BlobMap, Peak, find_blobs, find_peaks, lift_box
 from lss_bev_ros.objects.tracker import GroundTracker, wrap_angle
 from lss_bev_ros.objects.types import Object3D, ObjectsFrame, Pose2D
 
@@ -147,7 +147,7 @@ class ObjectPipeline:
                 continue
             pos, cov = lift.position, lift.covariance
             length, width, height = pr.length, pr.width, pr.height
-            yaw = float(np.arctan2(lift.direction[1], lift.direction[0]))
+            yaw = 0.0  # unobserved: parallel to the ego (road direction); a track fixes it
             yaw_observed, yaw_var = False, float("nan")
             blob_ok = False
             blob = self._blob_at(blobs, lift.blob, pos) if use_bev and blobs else None
@@ -185,34 +185,39 @@ class ObjectPipeline:
             return blobs.blobs.get(lab)
         return None
 
-    def _blob_objects(self, blobs: BlobMap, used: set[int], score_scale: float,
-                      ) -> list[Object3D]:
-        """Objects (class car) from the blobs not in ``used``; long blobs are split along their
-        major axis into car-length pieces."""
+    def _blob_objects(self, blobs: BlobMap, prob: np.ndarray, used: set[int],
+                      score_scale: float) -> list[Object3D]:
+        """Objects (class car) from the blobs not in ``used``: a car-sized blob is one object;
+        a larger blob (cars side by side merge in a coarse grid) gives one object per peak of
+        the footprint-smoothed probability."""
         cfg = self.config
         pr = prior("car")
+        car_area = pr.length * pr.width
         out = []
+        peaks_by_blob: dict[int, list[Peak]] = {}
+        for pk in find_peaks(prob, blobs, self.grid, car_area, cfg.blob_max_area_ratio):
+            peaks_by_blob.setdefault(pk.blob, []).append(pk)
         for lab, b in blobs.blobs.items():
-            if lab in used or b.area < 0.25 * pr.length * pr.width:
+            if lab in used or b.area < 0.25 * car_area:
                 continue
-            n = 1
-            if b.area > 1.6 * pr.length * pr.width and b.length > 1.5 * pr.length:
-                n = round(b.length / pr.length)
-            axis = np.array([np.cos(b.yaw), np.sin(b.yaw)])
-            piece = b.length / n
-            observed = b.elongation >= cfg.blob_min_elongation
-            for i in range(n):
-                c = b.centre + axis * ((i + 0.5) * piece - 0.5 * b.length)
-                length = float(np.clip(piece, 0.7 * pr.length, 1.5 * pr.length))
-                width = float(np.clip(b.width, 0.7 * pr.width, 1.5 * pr.width))
-                cov = 0.25 * b.cov / n + np.eye(2) * 0.5**2
-                if n > 1:
-                    cov = np.eye(2) * max(float(np.trace(cov)) / 2, 0.5)
+            if not peaks_by_blob.get(lab):
+                parts = [(b.centre, 0.25 * b.cov + np.eye(2) * 0.5**2, b.yaw, b.elongation,
+                          b.mean_p, b.length, b.width)]
+            else:
+                row = b.elongation >= 2.0  # a row of cars: they are aligned with the row
+                parts = [(pk.centre, 0.25 * pk.cov + np.eye(2) * 0.5**2,
+                          b.yaw if row else pk.yaw, max(pk.elongation, b.elongation if row
+                                                        else 0.0), pk.score, pr.length,
+                          pr.width) for pk in peaks_by_blob[lab]]
+            for c, cov, yaw, el, score, length, width in parts:
+                observed = el >= cfg.blob_min_elongation
                 out.append(Object3D(
-                    float(c[0]), float(c[1]), cfg.ground_z + 0.5 * pr.height, length, width,
-                    pr.height, b.yaw if observed else 0.0, observed, "car", b.mean_p,
-                    float(score_scale * b.mean_p), cov,
-                    yaw_variance=float((0.5 / b.elongation) ** 2) if observed else float("nan"),
+                    float(c[0]), float(c[1]), cfg.ground_z + 0.5 * pr.height,
+                    float(np.clip(length, 0.8 * pr.length, 1.3 * pr.length)),
+                    float(np.clip(width, 0.8 * pr.width, 1.3 * pr.width)),
+                    pr.height, yaw if observed else 0.0, observed, "car", float(score),
+                    float(np.clip(score_scale * score, 0.0, 1.0)), cov,
+                    yaw_variance=float((0.5 / el) ** 2) if observed else float("nan"),
                     source="bev",
                 ))
         return out
@@ -280,7 +285,9 @@ class ObjectPipeline:
         use_bev = cfg.mode != "geometry" and prob is not None
         blobs = find_blobs(prob, self.grid, cfg, known_v) if use_bev and prob is not None else None
         if cfg.mode == "bev":
-            return self._blob_objects(blobs, set(), 1.0) if blobs is not None else []
+            if blobs is None or prob is None:
+                return []
+            return self._blob_objects(blobs, prob, set(), 1.0)
         cands: list[_Candidate] = []
         for name, det in detections.items():
             cam = self._cams.get(name)
@@ -292,9 +299,9 @@ class ObjectPipeline:
             xyxy, conf, cls = self._valid_boxes(cam, det, issues)
             cands += self._lift_camera(cam, xyxy, conf, cls, prob, blobs, use_bev, issues)
         objs = self._merge(cands)
-        if blobs is not None and cfg.bev_only_score > 0:
+        if blobs is not None and prob is not None and cfg.bev_only_score > 0:
             used = {c.blob for c in cands if c.blob > 0}
-            extra = self._blob_objects(blobs, used, cfg.bev_only_score)
+            extra = self._blob_objects(blobs, prob, used, cfg.bev_only_score)
             # a blob piece near a detection is that detection
             objs += [e for e in extra
                      if all(np.hypot(*(e.position - o.position)) > cfg.merge_max_m for o in objs)]
@@ -339,7 +346,7 @@ class ObjectPipeline:
                 continue
             t = self.tracker.tracks[i]
             o2 = self.tracker.with_track_velocity(o, t, rot.T)
-            if t.hits > 2 and np.hypot(*t.velocity) >= cfg.moving_speed_mps:
+            if self.tracker.is_moving(t):
                 o2 = replace(o2, yaw=wrap_angle(t.yaw - (pose.yaw if pose else 0.0)),
                              yaw_observed=True)
             out_det.append(o2)

@@ -112,23 +112,24 @@ class GroundTracker:
         for t in self.tracks:
             t.kf.predict(F=F, Q=Q)
 
-    def _cost(self, objs: list[Object3D]) -> np.ndarray:
+    def _cost(self, objs: list[Object3D], dt: float) -> np.ndarray:
         """T x M Mahalanobis^2 (inf outside the gate or for incompatible labels)."""
         cfg = self.config
-        cost = np.full((len(self.tracks), len(objs)), np.inf)
-        for i, t in enumerate(self.tracks):
-            hp = t.kf.P[:2, :2]
-            for j, ob in enumerate(objs):
-                if not _compatible(t.label, ob.label):
-                    continue
-                d = ob.position - t.position
-                if float(np.hypot(*d)) > cfg.gate_max_m:
-                    continue
-                s = hp + ob.position_covariance
-                m2 = float(d @ np.linalg.solve(s, d))
-                if m2 <= cfg.gate_chi2:
-                    cost[i, j] = m2
-        return cost
+        cap = cfg.gate_max_m + cfg.max_speed_mps * dt
+        tp = np.array([t.position for t in self.tracks])  # T x 2
+        tc = np.array([t.kf.P[:2, :2] for t in self.tracks])  # T x 2 x 2
+        op = np.array([o.position for o in objs])  # M x 2
+        oc = np.array([o.position_covariance for o in objs])  # M x 2 x 2
+        d = op[None, :, :] - tp[:, None, :]  # T x M x 2
+        s = tc[:, None] + oc[None, :]  # T x M x 2 x 2
+        det = s[..., 0, 0] * s[..., 1, 1] - s[..., 0, 1] * s[..., 1, 0]
+        m2 = (s[..., 1, 1] * d[..., 0] ** 2 - (s[..., 0, 1] + s[..., 1, 0]) * d[..., 0]
+              * d[..., 1] + s[..., 0, 0] * d[..., 1] ** 2) / np.maximum(det, 1e-12)
+        ok = (m2 <= cfg.gate_chi2) & (np.hypot(d[..., 0], d[..., 1]) <= cap)
+        tl = [t.label for t in self.tracks]
+        ol = [o.label for o in objs]
+        compat = np.array([[_compatible(a, b) for b in ol] for a in tl], dtype=bool)
+        return np.where(ok & compat, m2, np.inf)
 
     def _update(self, t: Track, ob: Object3D, stamp: float) -> None:
         cfg = self.config
@@ -143,8 +144,7 @@ class GroundTracker:
         t.existence = 1.0 - (1.0 - t.existence) * (1.0 - 0.6 * ob.existence_probability)
         t.score_sum += ob.existence_probability
         t.cameras = ob.cameras
-        speed = float(np.hypot(*t.velocity))
-        if speed >= cfg.moving_speed_mps:
+        if self.is_moving(t):
             t.yaw = float(np.arctan2(t.velocity[1], t.velocity[0]))
             t.yaw_observed = True
         elif ob.yaw_observed:
@@ -158,6 +158,12 @@ class GroundTracker:
                                 or ob.existence_probability >= cfg.confirm_score):
             t.confirmed = True
 
+    def is_moving(self, t: Track) -> bool:
+        """Speed above ``moving_speed_mps`` and 2.5 sigma of its estimate (heading usable)."""
+        speed = float(np.hypot(*t.velocity))
+        sigma = float(np.sqrt(max(np.trace(t.kf.P[2:, 2:]) / 2, 0.0)))
+        return speed >= max(self.config.moving_speed_mps, 2.5 * sigma)
+
     def step(self, stamp: float, objects: list[Object3D]) -> list[int]:
         """Predict to ``stamp`` (s), associate ``objects`` (tracking frame), update, birth,
         delete. Returns per input object the index into ``self.tracks`` it updated or created."""
@@ -170,7 +176,7 @@ class GroundTracker:
             self._predict(dt)
         assigned = [-1] * len(objects)
         if self.tracks and objects:
-            cost = self._cost(objects)
+            cost = self._cost(objects, dt)
             finite = np.where(np.isfinite(cost), cost, 1e6)
             rows, cols = linear_sum_assignment(finite)
             for r, c in zip(rows, cols, strict=True):
