@@ -207,6 +207,26 @@ def pose2d_from_pose(position: Any, orientation: Any, stamp: float) -> Pose2D | 
     return Pose2D(float(p.x), float(p.y), yaw, float(stamp))
 
 
+def objects_in_base(objects: Sequence[Object3D], pose: Pose2D) -> list[Object3D]:
+    """Objects in map -> the same objects in base_link at ``pose`` (map -> base_link): position,
+    yaw and covariances rotated; the velocity stays the velocity over ground, expressed in
+    base_link axes."""
+    from dataclasses import replace
+
+    r = _rot(pose.yaw)
+    out = []
+    for o in objects:
+        x, y = pose.to_base(np.array([[o.x, o.y]]))[0]
+        v = r.T @ np.array([o.vx, o.vy])
+        pc = np.asarray(o.position_covariance, dtype=np.float64).reshape(2, 2)
+        vc = _finite_cov(o.velocity_covariance)
+        yaw = math.atan2(math.sin(o.yaw - pose.yaw), math.cos(o.yaw - pose.yaw))
+        out.append(replace(o, x=float(x), y=float(y), yaw=yaw, vx=float(v[0]), vy=float(v[1]),
+                           position_covariance=r.T @ pc @ r,
+                           velocity_covariance=None if vc is None else r.T @ vc @ r))
+    return out
+
+
 # ---------------------------------------------------------------------- output messages ----
 def _classification(obj: Object3D) -> Any:
     from lss_bev_ros.msg import ObjectClassification

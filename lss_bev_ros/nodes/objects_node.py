@@ -13,6 +13,8 @@ input stamp (the set's newest detection stamp):
 
 * ``<output_prefix>/detected``: ``lss_bev_ros/DetectedObjects`` in base_link,
 * ``<output_prefix>/tracked``: ``lss_bev_ros/TrackedObjects`` in map (or base_link),
+* ``<output_prefix>/tracked_base_link``: the same tracks in base_link (for vehicle-frame
+  consumers and the dashboard's BEV view),
 * ``<output_prefix>/markers``: ``visualization_msgs/MarkerArray`` (boxes, ids, velocity arrows),
 * ``<output_prefix>/timing``: ``lss_bev_ros/PipelineTiming``.
 
@@ -49,6 +51,7 @@ from lss_bev_ros.conversions.objects import (
     detections_from_msg,
     new_uuid_prefix,
     object_markers,
+    objects_in_base,
     pose2d_from_pose,
     tracked_objects_msg,
 )
@@ -144,7 +147,8 @@ class ObjectsNode(PerceptionNode):
         ParamSpec("base_frame", "base_link", "vehicle frame (grid and detected objects)",
                   read_only=True),
         ParamSpec("output_prefix", "/objects", "outputs: <prefix>/detected, <prefix>/tracked, "
-                  "<prefix>/markers, <prefix>/timing", read_only=True, validator=_topic),
+                  "<prefix>/tracked_base_link, <prefix>/markers, <prefix>/timing",
+                  read_only=True, validator=_topic),
         ParamSpec("rig_file", "", "rig calibration YAML (camera intrinsics + extrinsics); "
                   "required", read_only=True),
         ParamSpec("rig_wait_s", 10.0, "on configure, wait this long for rig_file to appear",
@@ -263,6 +267,8 @@ class ObjectsNode(PerceptionNode):
         self._pubs = {
             "detected": self.create_publisher(DetectedObjects, f"{prefix}/detected", 10),
             "tracked": self.create_publisher(TrackedObjects, f"{prefix}/tracked", 10),
+            "tracked_base": self.create_publisher(TrackedObjects, f"{prefix}/tracked_base_link",
+                                                  10),
             "markers": self.create_publisher(MarkerArray, f"{prefix}/markers", 10),
             "timing": self.create_publisher(PipelineTiming, f"{prefix}/timing", 10),
         }
@@ -575,7 +581,7 @@ class ObjectsNode(PerceptionNode):
             else:
                 self.diag.count(key, n - 1)
                 self.diag.error(key, f"frame {stamp:.3f}: {n} rejected ({key})")
-        self._publish(frame, ref_msg.header.stamp, prefix)
+        self._publish(frame, ref_msg.header.stamp, prefix, pose)
         t3 = time.perf_counter()
         self.frames_processed += 1
         self.last_frame = frame
@@ -595,7 +601,8 @@ class ObjectsNode(PerceptionNode):
         self.diag.set("tracked", len(frame.tracked))
         self.diag.set("objects_ms", f"{frame.stage_ms.get('total', 0.0):.2f}")
 
-    def _publish(self, frame: ObjectsFrame, stamp: Any, uuid_prefix: bytes) -> None:
+    def _publish(self, frame: ObjectsFrame, stamp: Any, uuid_prefix: bytes,
+                 pose: Pose2D | None) -> None:
         base = str(self.p("base_frame"))
         stat = float(self.p("stationary_speed_mps"))
         pubs = self._pubs
@@ -604,6 +611,11 @@ class ObjectsNode(PerceptionNode):
         if "tracked" in pubs:
             pubs["tracked"].publish(tracked_objects_msg(frame.tracked, stamp, frame.tracked_frame,
                                                         uuid_prefix, stat))
+        if "tracked_base" in pubs:
+            local = (objects_in_base(frame.tracked, pose) if pose is not None
+                     and frame.tracked_frame != base else frame.tracked)
+            pubs["tracked_base"].publish(tracked_objects_msg(local, stamp, base, uuid_prefix,
+                                                             stat))
         if self.p("publish_markers") and "markers" in pubs:
             pubs["markers"].publish(object_markers(
                 frame.tracked, frame.tracked_frame, frame.detected, base, stamp,

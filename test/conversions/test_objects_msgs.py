@@ -17,6 +17,7 @@ from lss_bev_ros.conversions.objects import (
     object_from_tracked_msg,
     object_markers,
     object_uuid,
+    objects_in_base,
     pose2d_from_pose,
     tracked_objects_msg,
 )
@@ -141,3 +142,14 @@ def test_markers_clear_first_then_box_id_and_velocity_arrow_per_track():
     assert arrows[0].points[1].y - arrows[0].points[0].y == pytest.approx(5.0)
     assert by_ns["detected/box"][0].header.frame_id == "base_link"
     assert all(m.header.stamp is STAMP for m in ma.markers)
+
+
+def test_objects_in_base_undo_the_ego_pose_and_keep_velocity_over_ground():
+    ego = Pose2D(100.0, 50.0, math.pi / 2, 3.0)  # ego heading +y of map
+    o = _car(x=100.0, y=60.0, yaw=math.pi / 2, vx=0.0, vy=5.0,
+             position_covariance=np.diag([4.0, 1.0]))  # 10 m ahead, driving the same way
+    b = objects_in_base([o], ego)[0]
+    assert (b.x, b.y, b.yaw) == pytest.approx((10.0, 0.0, 0.0), abs=1e-9)
+    assert (b.vx, b.vy) == pytest.approx((5.0, 0.0), abs=1e-9)
+    np.testing.assert_allclose(b.position_covariance, np.diag([1.0, 4.0]), atol=1e-12)
+    assert b.track_id == o.track_id

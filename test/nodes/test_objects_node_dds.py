@@ -90,6 +90,7 @@ class _Io:
         self.odom = n.create_publisher(Odometry, "/odom", 50)
         self.tracked: dict[tuple[int, int], TrackedObjects] = {}
         self.detected: dict[tuple[int, int], DetectedObjects] = {}
+        self.local: dict[tuple[int, int], TrackedObjects] = {}
         self.markers: list[MarkerArray] = []
         self.timing: list[PipelineTiming] = []
         self.diag: dict[str, str] = {}
@@ -97,6 +98,8 @@ class _Io:
                               lambda m: self.tracked.__setitem__(_key(m.header.stamp), m), QOS)
         n.create_subscription(DetectedObjects, "/objects/detected",
                               lambda m: self.detected.__setitem__(_key(m.header.stamp), m), QOS)
+        n.create_subscription(TrackedObjects, "/objects/tracked_base_link",
+                              lambda m: self.local.__setitem__(_key(m.header.stamp), m), QOS)
         n.create_subscription(MarkerArray, "/objects/markers", self.markers.append, QOS)
         n.create_subscription(PipelineTiming, "/objects/timing", self.timing.append, QOS)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -230,11 +233,18 @@ def test_car_passing_from_front_to_front_right_keeps_one_track_with_true_velocit
 
     # the other outputs of the same frames
     t_last = results[-1][0]
+    assert io.spin_until(lambda: _key(_stamp(t_last)) in io.detected, 5.0)
     det = io.detected[_key(_stamp(t_last))]
     assert det.header.frame_id == "base_link" and len(det.objects) == 1
     bx, by, _ = scene.car_base(t_last)
     p = det.objects[0].kinematics.pose_with_covariance.pose.position
     assert math.hypot(p.x - bx, p.y - by) < 2.0
+    last_key = _key(_stamp(t_last))
+    assert io.spin_until(lambda: last_key in io.local, 5.0), "no /objects/tracked_base_link"
+    local = object_from_tracked_msg(io.local[last_key].objects[0])  # the same track, base_link
+    assert io.local[last_key].header.frame_id == "base_link"
+    assert math.hypot(local["x"] - bx, local["y"] - by) < 1.5
+    assert local["id"] == results[-1][1].objects[0].id
     assert io.spin_until(lambda: len(io.timing) >= n_frames and io.count("frames_processed")
                          >= n_frames, 10), (len(io.timing), io.diag)
     assert {s.name for s in io.timing[-1].stages} >= {"lift", "track", "publish"}
