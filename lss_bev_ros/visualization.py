@@ -251,3 +251,45 @@ def hstack_padded(images: Sequence[np.ndarray], height: int | None = None) -> np
         for im in images
     ]
     return np.concatenate(parts, axis=1)
+
+
+def draw_bev_objects(img: np.ndarray, objects: Sequence[Mapping], *, scale: int = 1,
+                     resolution: float = 0.5, grid_origin: tuple[float, float] = (-50.0, -50.0),
+                     grid_cells: tuple[int, int] = (200, 200)) -> np.ndarray:
+    """Draw base_link objects on a :func:`colorize_bev` picture (in place; returned).
+
+    ``objects``: mappings with ``x``, ``y`` (m), ``yaw`` (rad), ``length``, ``width`` (m),
+    ``label`` and ``id`` (``-1``: untracked), e.g. from
+    :func:`lss_bev_ros.conversions.objects.object_from_tracked_msg`. Each is an outline in its
+    class colour with a brighter front edge and ``#id`` next to it; the grid is ``grid_cells``
+    (X, Y) cells of ``resolution`` m from ``grid_origin``, drawn ``scale`` pixels per cell.
+    """
+    from lss_bev_ros.conversions.objects import CLASS_COLORS
+
+    nx, ny = grid_cells
+    fs = max(0.35, min(img.shape[:2]) / 900)
+
+    def px(x: np.ndarray, y: np.ndarray) -> np.ndarray:  # base_link m -> display (col, row)
+        row = (nx - (x - grid_origin[0]) / resolution) * scale
+        col = (ny - (y - grid_origin[1]) / resolution) * scale
+        return np.stack([col, row], axis=-1)
+
+    for o in objects:
+        c, s = np.cos(o["yaw"]), np.sin(o["yaw"])
+        hl, hw = o["length"] / 2, o["width"] / 2
+        lx = np.array([hl, hl, -hl, -hl])
+        ly = np.array([hw, -hw, -hw, hw])
+        pts = px(o["x"] + c * lx - s * ly, o["y"] + s * lx + c * ly)
+        if not np.all(np.isfinite(pts)):
+            continue
+        poly = np.round(pts).astype(np.int32)
+        rgb = tuple(int(255 * v) for v in CLASS_COLORS.get(str(o.get("label", "")),
+                                                           (0.7, 0.7, 0.7)))
+        cv2.polylines(img, [poly.reshape(-1, 1, 2)], True, rgb, 1 + (scale > 2), cv2.LINE_AA)
+        cv2.line(img, tuple(poly[0]), tuple(poly[1]), (255, 255, 255), 1 + (scale > 2),
+                 cv2.LINE_AA)  # front edge
+        if int(o.get("id", -1)) >= 0:
+            x0, y0 = int(poly[:, 0].max()) + 2, int(poly[:, 1].min()) + 4
+            cv2.putText(img, f"#{int(o['id'])}", (x0, y0), cv2.FONT_HERSHEY_SIMPLEX, fs, rgb, 1,
+                        cv2.LINE_AA)
+    return img
