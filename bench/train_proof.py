@@ -1,14 +1,15 @@
 """Proof of learning: train LSS on synthetic scenes (CPU) and score held-out scenes.
 
     python bench/train_proof.py                       # ~10 min: generate, train 200 steps, score
-    python bench/train_proof.py --steps 2400 --time-limit 0 --save models/lss_small_synth.pt
+    python bench/train_proof.py --steps 1500 --time-limit 3600 --save models/lss_small_cpu_synth.pt
     python bench/train_proof.py --eval-only models/lss_small_synth.pt             # score only
 
 1. generates a synthetic nuScenes-schema dataset (`lss-bev-synth`; default 64 scenes x 6 key
    frames, seed 2024, the last 2 scenes held out) unless it already exists under --workdir;
-2. trains the small config (`lss.train.train`: Adam, BCE with pos_weight 2.13, auxiliary lidar
-   depth / vehicle-cell losses, bf16 BEV encoder, cosine LR over --steps) for --steps steps or
-   --time-limit seconds, whichever comes first;
+2. trains --config (default `small_cpu`: the small config with the slim BEV encoder, ~10 GFLOP
+   per frame) with `lss.train.train` (Adam, BCE with pos_weight 2.13, auxiliary lidar depth /
+   vehicle-cell losses, float32 unless --amp bf16, cosine LR over --steps) for --steps steps or
+   --time-limit seconds, whichever comes first; --resume <workdir>/ckpt/last.pt continues;
 3. scores vehicle IoU on the HELD-OUT scenes for: the trained model, an untrained model, and
    the trained model fed deliberately wrong inputs (cameras yawed by 30 deg, cameras shifted
    5 m forward, calibrations rotated between cameras, blank images);
@@ -42,10 +43,12 @@ if str(REPO) not in sys.path:
 
 from lss_bev_ros.data.dataset import LSSDataset  # noqa: E402
 from lss_bev_ros.data.synthetic import generate_dataset, split_scene_names  # noqa: E402
+from lss_bev_ros.eval.dataset_reference import visibility_references  # noqa: E402
 from lss_bev_ros.lss.checkpoint import save_checkpoint  # noqa: E402
 from lss_bev_ros.lss.config import GridConfig, LSSConfig  # noqa: E402
 from lss_bev_ros.lss.model import LiftSplatShoot  # noqa: E402
 from lss_bev_ros.lss.train import (  # noqa: E402
+    MODEL_CONFIGS,
     SWEEP_THRESHOLDS,
     TrainOptions,
     evaluate,
@@ -56,9 +59,10 @@ from lss_bev_ros.lss.train import (  # noqa: E402
 Batch = list[Tensor]
 
 
-def proof_config(grid_res: float) -> LSSConfig:
-    """The small config (64 x 176 images, 21 depth bins) on a +-50 m grid of `grid_res` cells."""
-    cfg = model_config("small")
+def proof_config(grid_res: float, name: str = "small_cpu") -> LSSConfig:
+    """Config `name` of `MODEL_CONFIGS` (64 x 176 images, 21 depth bins for the small ones) on a
+    +-50 m grid of `grid_res` m cells."""
+    cfg = model_config(name)
     if grid_res != cfg.grid.xbound[2]:
         g = cfg.grid
         cfg = cfg.replace(
@@ -133,7 +137,9 @@ def ensure_dataset(args: argparse.Namespace, data: Path) -> float:
     return summary.seconds
 
 
-Row = tuple[str, float, float, float, float]  # name, IoU@0.5, mean IoU@0.5, thr*, IoU@thr*
+# name, GT IoU@0.5, GT mean frame IoU@0.5, thr*, GT IoU@thr*,
+# LiDAR-visibility IoU@0.5, precision@0.5, recall@0.5 (observed cells only)
+Row = tuple[str, float, float, float, float, float, float, float]
 
 
 def score_table(
@@ -142,9 +148,15 @@ def score_table(
     val_ds: LSSDataset,
     calib_ds: LSSDataset,
     seed: int,
-) -> list[Row]:
-    """Held-out IoU rows for the trained model, the untrained one and corrupted inputs."""
+) -> tuple[list[Row], float]:
+    """Held-out rows for the trained model, the untrained one and corrupted inputs, against
+    the GT footprints and against the visibility-aware LiDAR reference; also returns the mean
+    share of grid cells LiDAR observed on the held-out frames."""
     rows: list[Row] = []
+    refs = {
+        id(ds): visibility_references(ds.nusc, ds.tokens, ds.cfg.grid) for ds in (val_ds, calib_ds)
+    }
+    observed = float("nan")
 
     def calib(m: torch.nn.Module) -> float:
         return evaluate(m, calib_ds, batch_size=2, sweep=SWEEP_THRESHOLDS).best_threshold
@@ -156,9 +168,31 @@ def score_table(
         transform: Callable[[Batch], Batch] | None = None,
         ds: LSSDataset = val_ds,
     ) -> None:
-        r = evaluate(m, ds, batch_size=2, transform=transform, sweep=(thr,))
-        rows.append((name, r.iou, r.metrics.mean_iou, thr, r.iou_at[thr]))
-        print(f"  {name:48s} IoU@0.5 {r.iou:.4f}  IoU@{thr:.2f} {r.iou_at[thr]:.4f}", flush=True)
+        nonlocal observed
+        r = evaluate(
+            m, ds, batch_size=2, transform=transform, sweep=(thr,), visibility=refs[id(ds)]
+        )
+        v = r.visibility
+        assert v is not None
+        rows.append(
+            (
+                name,
+                r.iou,
+                r.metrics.mean_iou,
+                thr,
+                r.iou_at[thr],
+                v.pooled_iou,
+                v.pooled_precision,
+                v.pooled_recall,
+            )
+        )
+        if ds is val_ds:
+            observed = r.observed_fraction
+        print(
+            f"  {name:48s} GT-footprint IoU@0.5 {r.iou:.4f}  IoU@{thr:.2f} {r.iou_at[thr]:.4f}"
+            f"  LiDAR-visibility IoU@0.5 {v.pooled_iou:.4f}",
+            flush=True,
+        )
 
     thr_t, thr_u = calib(model), calib(untrained)
     score("trained, correct calibration", model, thr_t)
@@ -168,18 +202,28 @@ def score_table(
     score("trained, calibrations rotated between cameras", model, thr_t, roll_calibrations)
     score("trained, blank images (prior only)", model, thr_t, blank_images)
     score("trained, on 2 TRAINING scenes (reference)", model, thr_t, ds=calib_ds)
-    return rows
+    return rows, observed
 
 
-def print_table(rows: list[Row], val_ds: LSSDataset, val_names: list[str]) -> None:
+def print_table(rows: list[Row], val_ds: LSSDataset, val_names: list[str], observed: float) -> None:
     print()
     print(
-        f"| held-out vehicle IoU ({len(val_ds)} samples, scenes {', '.join(val_names)}) "
-        "| IoU@0.5 | mean frame IoU@0.5 | thr* | IoU@thr* |"
+        "GT: vehicle IoU against ground-truth box footprints (all 200 x 200 cells); "
+        "LiDAR-vis: IoU / precision / recall against LIDAR_TOP obstacle returns, scored only "
+        f"on the cells LiDAR observed ({observed:.1%} of the grid on average); all pooled over "
+        "the frames at threshold 0.5 unless stated"
     )
-    print("|---|---|---|---|---|")
-    for name, pooled, mean, thr, at in rows:
-        print(f"| {name} | {pooled:.3f} | {mean:.3f} | {thr:.2f} | {at:.3f} |")
+    print(
+        f"| held-out ({len(val_ds)} samples, scenes {', '.join(val_names)}) "
+        "| GT IoU | GT mean frame IoU | thr* | GT IoU@thr* "
+        "| LiDAR-vis IoU | LiDAR-vis precision | LiDAR-vis recall |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, pooled, mean, thr, at, viou, vp, vr in rows:
+        print(
+            f"| {name} | {pooled:.3f} | {mean:.3f} | {thr:.2f} | {at:.3f} "
+            f"| {viou:.3f} | {vp:.3f} | {vr:.3f} |"
+        )
     print()
 
 
@@ -204,7 +248,20 @@ def main(argv: list[str] | None = None) -> int:
         help="BEV cell size in m (0.5: the small config's 200 x 200 grid; 1.0 is ~4x cheaper)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest when shared)")
-    p.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
+    p.add_argument(
+        "--config",
+        choices=tuple(MODEL_CONFIGS),
+        default="small_cpu",
+        help="model config (small_cpu: slim BEV encoder made for CPUs; small: the committed "
+        "lss_small_synth.pt's)",
+    )
+    p.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "off"),
+        default="off",
+        help="bf16 autocast of the BEV encoder (off: float32, no dependency on bf16 hardware; "
+        "auto: bf16 on CPUs with native bf16 only)",
+    )
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     p.add_argument("--depth-weight", type=float, default=1.0, help="aux lidar depth loss")
     p.add_argument("--vehicle-weight", type=float, default=1.0, help="aux vehicle-cell loss")
@@ -235,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     gen_s = ensure_dataset(args, data)
     nusc = NuScenes(version="v1.0-mini", dataroot=str(data), verbose=False)
     train_names, val_names = split_scene_names(args.scenes, args.val_scenes)
-    cfg = proof_config(args.grid_res)
+    cfg = proof_config(args.grid_res, args.config)
     torch.manual_seed(args.seed)  # untrained baseline = train()'s initial weights (same seed)
     untrained = LiftSplatShoot(cfg)
 
@@ -276,13 +333,23 @@ def main(argv: list[str] | None = None) -> int:
     val_ds = LSSDataset(nusc, val_names, cfg, is_train=False)
     calib_ds = LSSDataset(nusc, train_names[:2], cfg, is_train=False)
     print("scoring held-out scenes", ", ".join(val_names))
-    rows = score_table(model, untrained, val_ds, calib_ds, args.seed)
-    print_table(rows, val_ds, val_names)
+    rows, observed = score_table(model, untrained, val_ds, calib_ds, args.seed)
+    print_table(rows, val_ds, val_names, observed)
     summary: dict[str, object] = {
         "rows": [
-            {"name": n, "iou": a, "mean_frame_iou": b, "thr_star": t, "iou_thr_star": c}
-            for n, a, b, t, c in rows
+            {
+                "name": n,
+                "iou": a,
+                "mean_frame_iou": b,
+                "thr_star": t,
+                "iou_thr_star": c,
+                "lidar_visibility_iou": vi,
+                "lidar_visibility_precision": vp,
+                "lidar_visibility_recall": vr,
+            }
+            for n, a, b, t, c, vi, vp, vr in rows
         ],
+        "observed_fraction": observed,
         "val_scenes": val_names,
         "config": cfg.to_dict(),
         "args": vars(args),
@@ -322,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "lr": args.lr,
             "heldout_iou": rows[0][1],
+            "heldout_lidar_visibility_iou": rows[0][5],
             "heldout_iou_thr_star": rows[0][4],
             "untrained_iou": rows[1][1],
             "command": "python bench/train_proof.py " + " ".join(argv or sys.argv[1:]),

@@ -5,6 +5,7 @@ order (callbacks arrive as they do):
 
     ev = BevEvaluator(GridSpec(), kind="lidar_in_boxes", threshold=0.5, tolerance=0.1)
     ev.add_points(stamp, points_base)       # P x 3+ LiDAR points already in base_link (m)
+    #   (kind lidar_visibility also needs the sensor origin: sensor_origin= or origin=)
     ev.add_boxes(stamp, boxes)              # list[reference.Box] in base_link
     results = ev.add_grid(stamp, prob, known, latency_ms)   # -> list[FrameResult]
     results += ev.flush()                   # at the end: pending grids become unmatched
@@ -13,6 +14,10 @@ A grid is evaluated against the reference (built from the inputs its kind needs,
 paired within ``tolerance``) whose stamp is nearest to the grid's, if within ``tolerance``
 seconds. A grid that cannot be matched any more (a newer reference exists beyond the tolerance,
 or too many grids are pending) counts as *unmatched*. Stamps are seconds.
+
+With ``kind="lidar_visibility"`` only the cells LiDAR observed (free or occupied, see
+:func:`.reference.lidar_visibility`) are scored; ``FrameResult.observed_fraction`` is the share of
+grid cells scored (1 for the other kinds with ``region="all"``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from lss_bev_ros.eval.reference import (
     ReferenceKind,
     box_occupancy,
     lidar_occupancy,
+    lidar_visibility,
     reference_description,
 )
 
@@ -57,12 +63,15 @@ class FrameResult:
     latency_p50_ms: float
     latency_p90_ms: float
     latency_p99_ms: float
+    observed_fraction: float = 1.0  # share of the grid's cells scored in this frame, 0..1
+    mean_observed_fraction: float = 1.0  # running mean of observed_fraction
 
 
 @dataclass
 class _Ref:
     stamp: float
     lidar: np.ndarray | None = None  # X x Y bool
+    observed: np.ndarray | None = None  # X x Y bool, cells LiDAR observed (lidar_visibility)
     boxes: np.ndarray | None = None  # X x Y bool
     box_stamp: float | None = None
 
@@ -95,6 +104,8 @@ class BevEvaluator:
         tolerance: max |grid stamp - reference stamp| (s) to pair them; also pairs LiDAR with
             boxes for ``lidar_in_boxes``.
         region: ``all`` cells, or only ``visible`` (known) cells of the grid.
+        sensor_origin: LiDAR origin (x, y, z) in the grid frame (m), for ``lidar_visibility``
+            (``add_points(origin=...)`` overrides it per cloud).
         lidar_filter, prefixes: see :mod:`.reference`.
         max_pending: grids kept while waiting for their reference.
         max_references: references (or halves of one) kept for grids still to come.
@@ -111,6 +122,7 @@ class BevEvaluator:
         region: str = "all",
         lidar_filter: LidarFilter | None = None,
         prefixes: Sequence[str] | None = VEHICLE_PREFIXES,
+        sensor_origin: Sequence[float] | None = None,
         max_pending: int = 16,
         max_references: int = 32,
         latency_window: int = 1000,
@@ -128,6 +140,11 @@ class BevEvaluator:
         self.region = region
         self.filter = lidar_filter or LidarFilter()
         self.prefixes = None if prefixes is None else tuple(prefixes)
+        self.sensor_origin = None if sensor_origin is None else tuple(
+            float(v) for v in sensor_origin)
+        if self.sensor_origin is not None and len(self.sensor_origin) != 3:
+            raise ValueError(f"sensor_origin must be (x, y, z), got {sensor_origin!r}")
+        self._observed_sum = 0.0
         self.max_pending = int(max_pending)
         self.max_references = max(1, int(max_references))
         self.running = RunningMetrics()
@@ -143,13 +160,23 @@ class BevEvaluator:
             ", visible cells only" if self.region == "visible" else "")
 
     # -- inputs -----------------------------------------------------------------------------
-    def add_points(self, stamp: float, points_base: np.ndarray) -> list[FrameResult]:
-        """LiDAR points (P x 3+, base_link, m; non-finite rows are ignored) at ``stamp``."""
+    def add_points(self, stamp: float, points_base: np.ndarray,
+                   origin: Sequence[float] | None = None) -> list[FrameResult]:
+        """LiDAR points (P x 3+, base_link, m; non-finite rows are ignored) at ``stamp``;
+        ``origin`` (x, y, z) of the sensor in base_link (m), default ``sensor_origin``."""
         if not self.kind.needs_lidar:
             return []
-        occ = lidar_occupancy(points_base, self.grid, self.filter)
+        observed = None
+        if self.kind == ReferenceKind.LIDAR_VISIBILITY:
+            o = origin if origin is not None else self.sensor_origin
+            if o is None:
+                raise ValueError("reference lidar_visibility needs the LiDAR origin in the grid "
+                                 "frame (sensor_origin= or add_points(origin=...))")
+            occ, observed = lidar_visibility(points_base, self.grid, o, self.filter)
+        else:
+            occ = lidar_occupancy(points_base, self.grid, self.filter)
         ref = self._ref_for(stamp, lidar=True)
-        ref.lidar = occ
+        ref.lidar, ref.observed = occ, observed
         return self._match()
 
     def add_boxes(self, stamp: float, boxes: Iterable[Box]) -> list[FrameResult]:
@@ -161,12 +188,18 @@ class BevEvaluator:
         ref.boxes, ref.box_stamp = occ, float(stamp)
         return self._match()
 
-    def add_reference(self, stamp: float, mask: np.ndarray) -> list[FrameResult]:
-        """A ready-made reference mask (X x Y bool) at ``stamp`` (any kind)."""
+    def add_reference(self, stamp: float, mask: np.ndarray,
+                      observed: np.ndarray | None = None) -> list[FrameResult]:
+        """A ready-made reference mask (X x Y bool) at ``stamp`` (any kind); ``observed``
+        (X x Y bool, only cells scored) for ``lidar_visibility`` (None: all cells)."""
         m = np.asarray(mask, dtype=bool)
         self._check_shape(m, "reference")
+        obs = None if observed is None else np.asarray(observed, dtype=bool)
+        if obs is not None:
+            self._check_shape(obs, "observed mask")
         ref = self._ref_for(stamp, lidar=self.kind.needs_lidar)
         ref.lidar = m if self.kind.needs_lidar else None
+        ref.observed = obs
         ref.boxes = m if self.kind.needs_boxes else None
         if self.kind == ReferenceKind.LIDAR_IN_BOXES:
             ref.boxes = np.ones_like(m)
@@ -197,9 +230,14 @@ class BevEvaluator:
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate(self, prob: np.ndarray, reference: np.ndarray,
-                 known: np.ndarray | None = None) -> Confusion:
-        """Confusion of one grid against one reference (no pairing, no running update)."""
+                 known: np.ndarray | None = None,
+                 observed: np.ndarray | None = None) -> Confusion:
+        """Confusion of one grid against one reference (no pairing, no running update), over
+        the cells ``observed`` by the reference (all when None) and, with region ``visible``,
+        ``known`` in the grid."""
         valid = known if self.region == "visible" else None
+        if observed is not None:
+            valid = observed if valid is None else (np.asarray(valid, bool) & observed)
         return Confusion.from_scores(prob, reference, self.threshold, valid)
 
     def summary(self) -> dict[str, float]:
@@ -211,7 +249,14 @@ class BevEvaluator:
             "latency_p90_ms": self.latency.p90,
             "latency_p99_ms": self.latency.p99,
             "reference_kind": int(self.kind),
+            "mean_observed_fraction": self.mean_observed_fraction,
         }
+
+    @property
+    def mean_observed_fraction(self) -> float:
+        """Mean share of grid cells scored per evaluated frame (NaN before any)."""
+        n = self.running.frame_count
+        return self._observed_sum / n if n else math.nan
 
     # -- internals --------------------------------------------------------------------------
     def _check_shape(self, a: np.ndarray, what: str) -> None:
@@ -248,7 +293,7 @@ class BevEvaluator:
         return r
 
     def _complete(self, r: _Ref) -> np.ndarray | None:
-        if self.kind == ReferenceKind.LIDAR:
+        if self.kind in (ReferenceKind.LIDAR, ReferenceKind.LIDAR_VISIBILITY):
             return r.lidar
         if self.kind == ReferenceKind.GT_BOXES:
             return r.boxes
@@ -268,7 +313,7 @@ class BevEvaluator:
                 if d <= self.tolerance and (best is None or d < abs(best[0].stamp - g.stamp)):
                     best = (r, m)
             if best is not None:
-                out.append(self._score(g, best[0].stamp, best[1]))
+                out.append(self._score(g, best[0].stamp, best[1], best[0].observed))
             elif newest_ref > g.stamp + self.tolerance:
                 self.stats.unmatched += 1  # a later reference exists: this grid's never comes
             else:
@@ -279,9 +324,12 @@ class BevEvaluator:
         self._grids = keep
         return out
 
-    def _score(self, g: _Grid, ref_stamp: float, ref: np.ndarray) -> FrameResult:
-        c = self.running.update(self.evaluate(g.prob, ref, g.known))
+    def _score(self, g: _Grid, ref_stamp: float, ref: np.ndarray,
+               observed: np.ndarray | None = None) -> FrameResult:
+        c = self.running.update(self.evaluate(g.prob, ref, g.known, observed))
         self.latency.add(g.latency_ms)
+        observed_fraction = c.total / float(self.grid.nx * self.grid.ny)
+        self._observed_sum += observed_fraction
         return FrameResult(
             stamp=g.stamp,
             reference_stamp=ref_stamp,
@@ -298,4 +346,6 @@ class BevEvaluator:
             latency_p50_ms=self.latency.p50,
             latency_p90_ms=self.latency.p90,
             latency_p99_ms=self.latency.p99,
+            observed_fraction=observed_fraction,
+            mean_observed_fraction=self.mean_observed_fraction,
         )

@@ -10,7 +10,11 @@ Masks are ``X x Y`` bool indexed ``[ix, iy]`` like the LSS output (ix along base
   ego vehicle's own body removed by height / footprint in ``base_link``);
 * ``GT_BOXES`` (1): cells covered by ground-truth box footprints (selected categories), rasterised
   exactly as the Lift-Splat-Shoot training labels (``cv2.fillPoly`` on rounded corners);
-* ``LIDAR_IN_BOXES`` (2): footprint cells that LiDAR also hit (objects actually observed).
+* ``LIDAR_IN_BOXES`` (2): footprint cells that LiDAR also hit (objects actually observed);
+* ``LIDAR_VISIBILITY`` (3): what LiDAR observed. Every return is cast from the sensor origin
+  through the grid (:func:`lidar_visibility`): cells with obstacle returns are observed
+  occupied, cells the beam crossed inside the obstacle height band before its return (and cells
+  of ground returns) observed free, the rest (occluded, out of range) unknown and not scored.
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ class ReferenceKind(IntEnum):
     LIDAR = 0
     GT_BOXES = 1
     LIDAR_IN_BOXES = 2
+    LIDAR_VISIBILITY = 3
 
     @classmethod
     def parse(cls, name: str | int | ReferenceKind) -> ReferenceKind:
-        """``"lidar" | "gt_boxes" | "lidar_in_boxes"`` (or the int value) -> kind."""
+        """``"lidar" | "gt_boxes" | "lidar_in_boxes" | "lidar_visibility"`` (or the int value)."""
         if isinstance(name, ReferenceKind):
             return name
         if isinstance(name, int):
@@ -57,7 +62,16 @@ class ReferenceKind(IntEnum):
 
     @property
     def needs_lidar(self) -> bool:
-        return self in (ReferenceKind.LIDAR, ReferenceKind.LIDAR_IN_BOXES)
+        return self in (
+            ReferenceKind.LIDAR,
+            ReferenceKind.LIDAR_IN_BOXES,
+            ReferenceKind.LIDAR_VISIBILITY,
+        )
+
+    @property
+    def scores_observed_only(self) -> bool:
+        """True where the reference knows only some cells (the others are not scored)."""
+        return self == ReferenceKind.LIDAR_VISIBILITY
 
     @property
     def needs_boxes(self) -> bool:
@@ -146,6 +160,93 @@ def lidar_occupancy(
     return counts >= filt.min_points
 
 
+#: Free-space ray casting: cells are sampled along each beam every ``resolution / 2`` m.
+RAY_STEP_CELLS = 0.5
+#: Rays sampled per chunk (bounds the memory of one chunk of samples to ~100 MB).
+_RAY_SAMPLES_PER_CHUNK = 2_000_000
+
+
+def lidar_visibility(
+    points_base: np.ndarray,
+    grid: GridSpec,
+    origin: Sequence[float],
+    filt: LidarFilter = LidarFilter(),
+    step: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What LiDAR observed: ``(occupied, observed)``, both X x Y bool indexed ``[ix, iy]``.
+
+    ``points_base`` P x 3+ returns in ``base_link`` (m), ``origin`` (x, y, z) of the sensor in
+    ``base_link`` (m). Each finite return off the ego body is a beam from ``origin``; sampled
+    every ``step`` m (default half a cell), a sample marks its cell observed *free* when the
+    beam is inside the obstacle band ``filt.z_min..z_max`` there (above the band the beam
+    says nothing about obstacles below it; below it the beam may pass under a car), up to
+    the cell of the return. Cells with ``>= filt.min_points`` obstacle returns (band, like
+    :func:`lidar_occupancy`) are observed *occupied* (this wins over free); cells of ground
+    returns (below the band) are observed free. Everything else, e.g. behind the first
+    obstacle, is unknown: ``observed`` is False there.
+    """
+    pts = np.asarray(points_base, dtype=np.float64)
+    if pts.ndim != 2 or (pts.size and pts.shape[1] < 3):
+        raise ValueError(f"points must be P x 3, got {pts.shape}")
+    o = np.asarray(origin, dtype=np.float64).reshape(-1)
+    if o.shape != (3,) or not np.isfinite(o).all():
+        raise ValueError(f"origin must be finite (x, y, z), got {origin!r}")
+    occupied = lidar_occupancy(pts, grid, filt)
+    free = np.zeros((grid.nx, grid.ny), bool)
+    if pts.size == 0:
+        return occupied, occupied.copy()
+    pts = pts[np.isfinite(pts[:, :3]).all(axis=1), :3]
+    ex0, ex1, ey0, ey1 = filt.ego_box
+    x, y = pts[:, 0], pts[:, 1]
+    pts = pts[~((x >= ex0) & (x <= ex1) & (y >= ey0) & (y <= ey1))]
+    # ground returns: their cell is observed free (the beam reached the road there)
+    ground = pts[pts[:, 2] < filt.z_min]
+    gx, gy, gin = grid.cell_of(ground[:, 0], ground[:, 1])
+    free[gx[gin], gy[gin]] = True
+    # beams: free where a sample lies in the obstacle band, before the return's cell
+    step = float(step) if step is not None else grid.resolution * RAY_STEP_CELLS
+    if not step > 0:
+        raise ValueError(f"step must be > 0, got {step}")
+    # no beam can mark a cell beyond the grid corner farthest from the origin
+    corners = np.array(
+        [[grid.xmin, grid.ymin], [grid.xmin + grid.nx * grid.resolution, grid.ymin],
+         [grid.xmin, grid.ymin + grid.ny * grid.resolution],
+         [grid.xmin + grid.nx * grid.resolution, grid.ymin + grid.ny * grid.resolution]]
+    )
+    reach = float(np.linalg.norm(corners - o[:2], axis=1).max())
+    # beams ending in the same cell at the same height (0.1 m bins) cross the same cells up to
+    # sub-cell differences: cast one of each (a dense cloud has many per near cell)
+    ex, ey, _ = grid.cell_of(pts[:, 0], pts[:, 1])
+    key = np.stack([ex, ey, np.floor(pts[:, 2] / 0.1).astype(np.int64)], axis=1)
+    _, first_of = np.unique(key, axis=0, return_index=True)
+    end, ex, ey = pts[first_of], ex[first_of], ey[first_of]
+    d = end - o  # B x 3
+    horiz = np.hypot(d[:, 0], d[:, 1])  # B, m
+    keep = horiz > 1e-6
+    d, horiz, ex, ey = d[keep], horiz[keep], ex[keep], ey[keep]
+    n = np.ceil(np.minimum(horiz, reach) / step).astype(np.int64)  # samples per beam
+    start = 0
+    while start < len(n):
+        # chunk of beams whose samples fit the chunk budget (at least one beam)
+        csum = np.cumsum(n[start:])
+        stop = start + max(1, int(np.searchsorted(csum, _RAY_SAMPLES_PER_CHUNK)))
+        nb = n[start:stop]
+        beam = np.repeat(np.arange(start, stop), nb)  # S
+        first = np.repeat(np.cumsum(nb) - nb, nb)
+        k = np.arange(len(beam)) - first  # sample index along its beam, 0..n-1
+        t = (k * step) / horiz[beam]  # fraction of the beam, < 1 (0 = origin)
+        sx = o[0] + t * d[beam, 0]
+        sy = o[1] + t * d[beam, 1]
+        sz = o[2] + t * d[beam, 2]
+        ix, iy, inside = grid.cell_of(sx, sy)
+        ok = inside & (sz >= filt.z_min) & (sz <= filt.z_max)
+        ok &= (ix != ex[beam]) | (iy != ey[beam])  # the return's own cell is not free space
+        free[ix[ok], iy[ok]] = True
+        start = stop
+    observed = occupied | free
+    return occupied, observed
+
+
 def box_occupancy(
     boxes: Iterable[Box], grid: GridSpec, prefixes: Sequence[str] | None = VEHICLE_PREFIXES
 ) -> np.ndarray:
@@ -199,6 +300,11 @@ def reference_description(kind: ReferenceKind, filt: LidarFilter,
         return lid
     if kind == ReferenceKind.GT_BOXES:
         return f"ground-truth box footprints ({cats})"
+    if kind == ReferenceKind.LIDAR_VISIBILITY:
+        return (
+            f"{lid}; scored only where LiDAR observed (cells its beams crossed "
+            f"{filt.z_min:g}..{filt.z_max:g} m high before the return: free; occluded: unknown)"
+        )
     return f"ground-truth box footprints ({cats}) also hit by {lid}"
 
 
@@ -210,14 +316,19 @@ def build_reference(
     boxes: Iterable[Box] | None = None,
     filt: LidarFilter = LidarFilter(),
     prefixes: Sequence[str] | None = VEHICLE_PREFIXES,
+    origin: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """X x Y bool reference of ``kind`` (raises ValueError when a needed input is missing)."""
+    """X x Y bool reference of ``kind`` (raises ValueError when a needed input is missing).
+
+    For ``LIDAR_VISIBILITY`` this is the occupied mask only; use :func:`lidar_visibility`
+    (needs the sensor ``origin``) for the observed mask that goes with it.
+    """
     kind = ReferenceKind.parse(kind)
     if kind.needs_lidar and points_base is None:
         raise ValueError(f"reference {kind.name.lower()} needs LiDAR points")
     if kind.needs_boxes and boxes is None:
         raise ValueError(f"reference {kind.name.lower()} needs ground-truth boxes")
-    if kind == ReferenceKind.LIDAR:
+    if kind in (ReferenceKind.LIDAR, ReferenceKind.LIDAR_VISIBILITY):
         return lidar_occupancy(points_base, grid, filt)
     foot = box_occupancy(boxes, grid, prefixes)
     if kind == ReferenceKind.GT_BOXES:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
@@ -79,13 +80,19 @@ def _image_kwargs(img: ImageConfig) -> dict[str, Any]:
     return {k: getattr(img, k) for k in img.__dataclass_fields__}
 
 
+#: `--config` choice -> LSSConfig factory (`small_cpu`: slim BEV encoder, ~6x fewer FLOPs).
+MODEL_CONFIGS: dict[str, Callable[[], LSSConfig]] = {
+    "small": LSSConfig.small,
+    "small_cpu": LSSConfig.small_cpu,
+    "full": LSSConfig.default,
+}
+
+
 def model_config(name: str) -> LSSConfig:
-    """`small` (CPU-trainable) or `full` (reference) config, augmentation range made consistent."""
-    if name == "small":
-        return consistent_resize_lim(LSSConfig.small())
-    if name == "full":
-        return consistent_resize_lim(LSSConfig.default())
-    raise ValueError(f"unknown config {name!r} (small | full)")
+    """A named config of `MODEL_CONFIGS`, augmentation range made consistent."""
+    if name not in MODEL_CONFIGS:
+        raise ValueError(f"unknown config {name!r} ({' | '.join(MODEL_CONFIGS)})")
+    return consistent_resize_lim(MODEL_CONFIGS[name]())
 
 
 @dataclass
@@ -263,6 +270,9 @@ class EvalResult:
     n_samples: int
     threshold: float = 0.5
     iou_at: dict[float, float] = field(default_factory=dict)
+    # against the visibility-aware LiDAR reference (observed cells only), when one was given
+    visibility: RunningMetrics | None = None
+    observed_fraction: float = math.nan  # mean share of grid cells LiDAR observed
 
     @property
     def best_threshold(self) -> float:
@@ -281,12 +291,15 @@ def evaluate(
     pos_weight: float = POS_WEIGHT,
     transform: Callable[[list[Tensor]], list[Tensor]] | None = None,
     sweep: Sequence[float] = (),
+    visibility: Sequence[tuple[Any, Any]] | None = None,
 ) -> EvalResult:
     """Run `model` over `dataset` (items as `LSSDataset`); IoU of `sigmoid > threshold`.
 
     `transform` may modify each batch (list of the 7 tensors) before the forward pass, e.g. to
-    corrupt the extrinsics; `sweep` adds the pooled IoU at these thresholds (`iou_at`). The
-    model's train/eval mode is restored afterwards.
+    corrupt the extrinsics; `sweep` adds the pooled IoU at these thresholds (`iou_at`).
+    `visibility`: one `(occupied, observed)` X x Y reference per sample
+    (`eval.dataset_reference.visibility_references`), scored over observed cells at `threshold`
+    into `EvalResult.visibility`. The model's train/eval mode is restored afterwards.
     """
     was_training = model.training
     model.eval()
@@ -296,6 +309,10 @@ def evaluate(
     loss_fn = bce_loss(pos_weight).to(device)
     metrics = RunningMetrics()
     swept = {float(t): Confusion() for t in sweep}
+    vis = RunningMetrics() if visibility is not None else None
+    observed: list[float] = []
+    if visibility is not None and len(visibility) < n:
+        raise ValueError(f"{len(visibility)} visibility references for {n} samples")
     total_loss = 0.0
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in idx[start : start + batch_size]]
@@ -309,6 +326,10 @@ def evaluate(
         tgt = target.cpu().numpy() > 0.5
         for b in range(len(items)):
             metrics.update(Confusion.from_scores(prob[b], tgt[b], threshold))
+            if vis is not None and visibility is not None:
+                occ, obs = visibility[start + b]
+                vis.update(Confusion.from_scores(prob[b, 0], occ, threshold, obs))
+                observed.append(float(np.mean(obs)))
         for t, c in list(swept.items()):
             swept[t] = c + Confusion.from_scores(prob, tgt, t)
     model.train(was_training)
@@ -319,6 +340,8 @@ def evaluate(
         n,
         threshold,
         {t: c.iou for t, c in swept.items()},
+        vis,
+        float(np.mean(observed)) if observed else math.nan,
     )
 
 
@@ -594,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataroot", required=True, help="nuScenes root (holds <version>/ tables)")
     p.add_argument("--version", default="v1.0-mini")
     p.add_argument("--out", required=True, help="output folder for last.pt / best.pt")
-    p.add_argument("--config", choices=("small", "full"), default="small")
+    p.add_argument("--config", choices=tuple(MODEL_CONFIGS), default="small")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=4)

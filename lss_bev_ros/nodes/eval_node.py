@@ -44,7 +44,12 @@ from lss_bev_ros.nodes.common import (
     stamp_to_sec,
 )
 
-_KINDS = ("lidar", "gt_boxes", "lidar_in_boxes")
+_KINDS = tuple(k.name.lower() for k in ReferenceKind)
+
+
+def _origin(v: list) -> str | None:
+    ok = len(v) == 3 and all(math.isfinite(float(x)) for x in v)
+    return None if ok else "needs finite [x, y, z] in metres"
 
 
 def wait_for_file(path: str, timeout_s: float) -> bool:
@@ -73,9 +78,15 @@ class EvalNode(PerceptionNode):
                   "ns = category, base_link)", read_only=True, validator=_topic),
         ParamSpec("metrics_topic", "/bev/metrics", "BevMetrics output", read_only=True,
                   validator=_topic),
-        ParamSpec("reference", "lidar", "reference occupancy: non-ground LiDAR returns, "
-                  "ground-truth box footprints, or footprints also hit by LiDAR",
+        ParamSpec("reference", "lidar_visibility", "reference occupancy: non-ground LiDAR "
+                  "returns, ground-truth box footprints, footprints also hit by LiDAR, or "
+                  "lidar_visibility: LiDAR returns ray-cast from the sensor, scored only on the "
+                  "cells LiDAR observed (free or occupied; occluded cells are not scored)",
                   read_only=True, choices=_KINDS),
+        ParamSpec("lidar_origin", [0.943713, 0.0, 1.84023], "LiDAR origin (x, y, z) in the "
+                  "grid frame (m) for lidar_visibility when clouds arrive already in the grid "
+                  "frame (default: nuScenes LIDAR_TOP); with rig_file the extrinsic's "
+                  "translation is used", read_only=True, validator=_origin),
         ParamSpec("rig_file", "", "rig calibration YAML with the LiDAR extrinsic (lidar -> "
                   "base_link); empty: clouds must already be in the grid frame", read_only=True),
         ParamSpec("rig_wait_s", 10.0, "on configure, wait this long for rig_file to appear "
@@ -206,7 +217,10 @@ class EvalNode(PerceptionNode):
                             f"only from {known} (set rig_file for the LiDAR extrinsic)")
             return
         self.diag.count("clouds")
-        self._publish(self.evaluator.add_points(stamp_to_sec(msg.header.stamp), pts))
+        origin = (self._lidar_tf[1] if frame == self._lidar_frame and self._lidar_tf is not None
+                  else [float(v) for v in self.p("lidar_origin")])
+        self._publish(self.evaluator.add_points(stamp_to_sec(msg.header.stamp), pts,
+                                                origin=origin))
 
     def _on_boxes(self, msg: MarkerArray) -> None:
         if not self.active or self.evaluator is None:
@@ -291,6 +305,8 @@ class EvalNode(PerceptionNode):
             m.latency_p90_ms = float(r.latency_p90_ms)
             m.latency_p99_ms = float(r.latency_p99_ms)
             m.threshold = float(ev.threshold)
+            m.observed_fraction = float(r.observed_fraction)
+            m.mean_observed_fraction = float(r.mean_observed_fraction)
             self._pub.publish(m)
 
 
