@@ -22,6 +22,7 @@ from objects_scene import GRID, Scene, boxes_per_camera, footprint_grid, synth_r
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
 from lss_bev_ros.calibration import NUSCENES_CAMERAS, frame_id_for
@@ -88,6 +89,7 @@ class _Io:
                                            QOS) for c in NUSCENES_CAMERAS}
         self.grid = n.create_publisher(OccupancyGrid, "/bev/occupancy", 10)
         self.odom = n.create_publisher(Odometry, "/odom", 50)
+        self.info = n.create_publisher(CameraInfo, "/cameras/cam_front/camera_info", 10)
         self.tracked: dict[tuple[int, int], TrackedObjects] = {}
         self.detected: dict[tuple[int, int], DetectedObjects] = {}
         self.local: dict[tuple[int, int], TrackedObjects] = {}
@@ -257,7 +259,8 @@ def test_car_passing_from_front_to_front_right_keeps_one_track_with_true_velocit
     assert proc.poll() is None
 
 
-@pytest.mark.parametrize("io_and_node", [{"input_wait_s": 0.3}], indirect=True)
+@pytest.mark.parametrize("io_and_node", [{"input_wait_s": 0.3, "use_camera_info": True}],
+                         indirect=True)
 def test_bad_input_is_counted_while_good_frames_keep_producing_tracks(io_and_node):
     io, proc = io_and_node
     rig = synth_rig()
@@ -317,6 +320,20 @@ def test_bad_input_is_counted_while_good_frames_keep_producing_tracks(io_and_nod
     for _ in range(3):
         out = step()
     assert out.header.frame_id == "map" and len(out.objects) == 1
+
+    # camera_info: invalid intrinsics are counted; half-size intrinsics replace the rig's and
+    # the full-size boxes are rescaled (counted as image_size_mismatch), the track goes on
+    before_info = bytes(out.objects[0].object_id.uuid)
+    io.info.publish(CameraInfo(width=1600, height=900))  # K all zero
+    wait_count("bad_camera_info")
+    cam = rig.camera("CAM_FRONT")
+    k = cam.intrinsics.copy()
+    k[:2] *= 0.5
+    io.info.publish(CameraInfo(width=800, height=450, k=k.reshape(-1).tolist()))
+    wait_count("intrinsics_updates")
+    out = step()
+    wait_count("image_size_mismatch")
+    assert len(out.objects) == 1 and bytes(out.objects[0].object_id.uuid) == before_info
 
     # time jump back (looped bag): tracks restart, node keeps tracking
     before = bytes(out.objects[0].object_id.uuid)
