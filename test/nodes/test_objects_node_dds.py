@@ -250,6 +250,10 @@ def test_car_passing_from_front_to_front_right_keeps_one_track_with_true_velocit
     assert io.spin_until(lambda: len(io.timing) >= n_frames and io.count("frames_processed")
                          >= n_frames, 10), (len(io.timing), io.diag)
     assert {s.name for s in io.timing[-1].stages} >= {"lift", "track", "publish"}
+    core = [sum(s.duration_ms for s in m.stages if s.name in ("lift", "track"))
+            for m in io.timing]
+    print(f"objects stage (lift + track) per frame: median {np.median(core):.2f} ms, node total "
+          f"median {np.median([m.total_ms for m in io.timing]):.2f} ms")
     assert io.timing[-1].frames_processed >= n_frames
     ma = io.markers[-1]
     assert ma.markers[0].action == Marker.DELETEALL
