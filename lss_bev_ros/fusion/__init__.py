@@ -10,6 +10,7 @@ from lss_bev_ros.fusion.grid_fusion import (
     PoseLike,
     angle_diff,
     pose_is_finite,
+    warp_grid,
 )
 from lss_bev_ros.fusion.poses import PoseBuffer, PoseLookup
 
@@ -25,4 +26,5 @@ __all__ = [
     "PoseLookup",
     "angle_diff",
     "pose_is_finite",
+    "warp_grid",
 ]

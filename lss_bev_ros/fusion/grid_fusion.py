@@ -19,11 +19,14 @@ on unknown cells (the :func:`occupancy_to_probability` convention).
 Update rule per frame (``dt`` = time since the previous fused frame, s):
 
 * every cell: ``L *= exp(-dt / decay_time_s)`` (memory fades toward unknown);
-* cells a camera sees now: ``L += clip(logit(p), -max_step_logodds, +max_step_logodds)``, then
-  ``L = clip(L, -max_logodds, +max_logodds)`` (bounded evidence: one frame can move a cell by
-  at most ``max_step_logodds``; a cell is never more certain than ``max_logodds``, so a car
-  that drives away is erased after ``FusionConfig.frames_to_flip(p)`` frames instead of
-  leaving a long trail);
+* cells a camera sees now, with ``m = clip(logit(p), -max_step_logodds, +max_step_logodds)``:
+  ``L = clip(L + m, m - history_band_logodds, m + history_band_logodds)``, then
+  ``L = clip(L, -max_logodds, +max_logodds)``. Bounded evidence both ways: one frame moves a
+  cell by at most ``max_step_logodds``, a cell is never more certain than ``max_logodds``, and
+  the history shifts the current frame's evidence by at most ``history_band_logodds`` — it
+  steadies uncertain cells (the flicker) but cannot overrule a confident frame, so a car that
+  drives away is erased (and one that arrives appears) after ``FusionConfig.frames_to_flip(p)``
+  frames (1 for a confident frame) instead of leaving a trail;
 * cells not seen for more than ``unknown_after_s`` are reported unknown (an obstacle that left
   while no camera looked is gone from the output after that time at most).
 
@@ -130,6 +133,7 @@ class FusionConfig:
         grid: the input / output grid (``base_link``, square cells).
         max_logodds: bound of the fused log-odds (2.0: p in [0.12, 0.88]).
         max_step_logodds: bound of one frame's contribution.
+        history_band_logodds: how far the history may move the current frame's log-odds.
         decay_time_s: time constant of the fade toward unknown (s).
         unknown_after_s: a cell unseen for longer is reported unknown (s).
         max_gap_s: a stamp this much newer than the last resets the history (s).
@@ -142,6 +146,7 @@ class FusionConfig:
     grid: GridSpec = field(default_factory=GridSpec)
     max_logodds: float = 2.0
     max_step_logodds: float = 2.5
+    history_band_logodds: float = 0.7
     decay_time_s: float = 2.0
     unknown_after_s: float = 2.0
     max_gap_s: float = 3.0
@@ -151,8 +156,8 @@ class FusionConfig:
     prob_eps: float = 1e-3
 
     def __post_init__(self) -> None:
-        positive = ("max_logodds", "max_step_logodds", "decay_time_s", "unknown_after_s",
-                    "max_gap_s", "max_jump_m", "max_jump_rad")
+        positive = ("max_logodds", "max_step_logodds", "history_band_logodds", "decay_time_s",
+                    "unknown_after_s", "max_gap_s", "max_jump_m", "max_jump_rad")
         for name in positive:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
@@ -170,10 +175,12 @@ class FusionConfig:
     def frames_to_flip(self, p: float) -> int:
         """Frames of a steady measurement ``p`` (!= 0.5) needed to flip a saturated cell of the
         opposite state past 0.5 (the decay only shortens it): the trail a moving object can
-        leave, in frames."""
+        leave, in frames. One frame when its evidence exceeds the history band."""
         step = min(abs(float(_logit(p, self.prob_eps))), self.max_step_logodds)
         if step == 0.0:
             raise ValueError("p = 0.5 carries no evidence: it never flips a cell")
+        if step > self.history_band_logodds:
+            return 1
         return math.floor(self.max_logodds / step) + 1
 
 
@@ -363,7 +370,10 @@ class GridFusion:
         seen_w = ndimage.affine_transform(vis.astype(np.float32), matrix, offset,
                                           output_shape=shape, order=1, mode="constant",
                                           cval=0.0) >= 0.5
-        upd = self._logodds[seen_w] + meas_w[seen_w]
+        m = meas_w[seen_w]
+        upd = self._logodds[seen_w] + m
+        b = cfg.history_band_logodds
+        upd = np.clip(upd, m - b, m + b)  # the history moves this frame's evidence by <= b
         self._logodds[seen_w] = np.clip(upd, -cfg.max_logodds, cfg.max_logodds)
         self._seen[seen_w] = stamp
         self._last_stamp = float(stamp)
@@ -383,6 +393,26 @@ class GridFusion:
         known = (stamp - seen) <= self.config.unknown_after_s
         p = np.where(known, 1.0 / (1.0 + np.exp(-lo)), 0.0).astype(np.float32)
         return FusedGrid(p, known, float(stamp), g.frame_id, status)
+
+
+def warp_grid(values: np.ndarray, src_pose: PoseLike, dst_pose: PoseLike, grid: GridSpec,
+              order: int = 0, cval: float = 0.0) -> np.ndarray:
+    """Resample an X x Y grid (indexed [ix, iy]) given in ``base_link`` at ``src_pose`` into
+    ``base_link`` at ``dst_pose`` (both ``map -> base_link``); ``cval`` outside. ``order`` 0:
+    nearest (masks, classes), 1: bilinear."""
+    c0, s0 = math.cos(src_pose.yaw), math.sin(src_pose.yaw)
+    c1, s1 = math.cos(dst_pose.yaw), math.sin(dst_pose.yaw)
+    r0t = np.array([[c0, s0], [-s0, c0]])
+    r1 = np.array([[c1, -s1], [s1, c1]])
+    res = grid.resolution
+    lo = np.array([grid.xmin / res + 0.5, grid.ymin / res + 0.5])  # cell centre (0,0) / res
+    d = np.array([dst_pose.x - src_pose.x, dst_pose.y - src_pose.y]) / res
+    matrix = r0t @ r1  # dst index -> src index: R0^T (R1 (i + lo) + d) - lo
+    offset = r0t @ (r1 @ lo + d) - lo
+    src = np.asarray(values)
+    out_dtype = np.float32 if src.dtype == bool else src.dtype
+    return ndimage.affine_transform(src.astype(out_dtype), matrix, offset, output_shape=src.shape,
+                                    order=order, mode="constant", cval=cval)
 
 
 def _shift(a: np.ndarray, di: int, dj: int, fill: float) -> np.ndarray:

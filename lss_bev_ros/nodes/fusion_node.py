@@ -35,8 +35,8 @@ except ImportError:  # pragma: no cover - depends on the install
 POSE_SOURCES = ("odom", "tf")
 
 #: fusion parameters: node parameter name == FusionConfig field name
-_FUSION_FIELDS = ("max_logodds", "max_step_logodds", "decay_time_s", "unknown_after_s",
-                  "max_gap_s", "max_reorder_s", "max_jump_m", "max_jump_rad")
+_FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds", "decay_time_s",
+                  "unknown_after_s", "max_gap_s", "max_reorder_s", "max_jump_m", "max_jump_rad")
 
 #: FusionStatus -> diagnostics counter (errors are logged and turn the status WARN)
 _STATUS_KEYS = {
@@ -78,6 +78,9 @@ class FusionNode(PerceptionNode):
                   min=0.1, max=20.0),
         ParamSpec("max_step_logodds", 2.5, "bound of one frame's log-odds contribution",
                   min=0.05, max=20.0),
+        ParamSpec("history_band_logodds", 0.7, "the history moves a frame's log-odds by at "
+                  "most this: steadies uncertain cells, never overrules a confident frame",
+                  min=0.01, max=20.0),
         ParamSpec("decay_time_s", 2.0, "time constant of the fade toward unknown (s)",
                   min=0.01, max=600.0),
         ParamSpec("unknown_after_s", 2.0, "a cell no camera saw for longer is unknown (s)",
