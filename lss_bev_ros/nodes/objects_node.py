@@ -4,12 +4,13 @@ Subscribes to ``/detections/<cam>`` (``lss_bev_ros/Detection2DArray`` from detec
 BEV grid (``nav_msgs/OccupancyGrid``), ``/cameras/<cam>/camera_info`` (live intrinsics) and the
 ego pose (``nav_msgs/Odometry`` map -> base_link on ``/odom`` and/or ``tf2_msgs/TFMessage`` on
 ``/tf``). Detection arrays are grouped by stamp (:class:`~lss_bev_ros.sync.StampSynchronizer`,
-clocked by the stamps); a worker thread takes the newest set (latest wins, superseded sets are
-counted as dropped), pairs it with the grid nearest in stamp (within ``grid_tolerance_s``;
-without one the frame is lifted from geometry alone and ``grid_missing`` counted), interpolates
-the pose at the stamp (none: tracks in base_link, ``no_map_transform`` counted) and calls the
-ROS-free :class:`~lss_bev_ros.objects.pipeline.ObjectPipeline`. Outputs, all stamped with the
-input stamp (the set's newest detection stamp):
+clocked by the stamps); complete sets wait in a short queue (``max_pending``; when it overflows the
+oldest is dropped and counted) until their grid and pose are there (or ``input_wait_s``); a worker
+thread takes them oldest first, pairs each with the grid nearest in stamp (within
+``grid_tolerance_s``; without one the frame is lifted from geometry alone and ``grid_missing``
+counted), interpolates the pose at the stamp (none: tracks in base_link, ``no_map_transform``
+counted) and calls the ROS-free :class:`~lss_bev_ros.objects.pipeline.ObjectPipeline`. Outputs, all
+stamped with the input stamp (the set's newest detection stamp):
 
 * ``<output_prefix>/detected``: ``lss_bev_ros/DetectedObjects`` in base_link,
 * ``<output_prefix>/tracked``: ``lss_bev_ros/TrackedObjects`` in map (or base_link),
@@ -68,7 +69,7 @@ from lss_bev_ros.nodes.common import (
 )
 from lss_bev_ros.nodes.eval_node import wait_for_file
 from lss_bev_ros.objects import MODES, ObjectPipeline, ObjectsConfig, ObjectsFrame, Pose2D
-from lss_bev_ros.sync import LatestSlot, StampSynchronizer, SyncedSet
+from lss_bev_ros.sync import StampSynchronizer, SyncedSet
 
 POSE_SOURCES = ("odom", "tf", "odom_and_tf", "none")
 """Where the map -> base_link pose comes from (``none``: always track in base_link)."""
@@ -187,7 +188,9 @@ class ObjectsNode(PerceptionNode):
                   "frame arrives too late: dropped, counted as grid_stale (s)", min=0.01,
                   max=600.0),
         ParamSpec("input_wait_s", 0.5, "wait this long (wall time) for the grid and pose of a "
-                  "frame before processing it without them (s)", min=0.0, max=10.0),
+                  "frame before processing it without them (s)", min=0.0, max=60.0),
+        ParamSpec("max_pending", 4, "complete detection sets kept waiting for their grid; "
+                  "more drop the oldest (1: latest wins)", min=1, max=100),
         ParamSpec("pose_tolerance_s", 0.2, "a stamp at most this far outside the odometry "
                   "takes the nearest pose (s); between poses it is interpolated", min=0.0,
                   max=10.0),
@@ -215,7 +218,9 @@ class ObjectsNode(PerceptionNode):
         self._rig_dirty = False
         self.pipeline: ObjectPipeline | None = None
         self.sync: StampSynchronizer | None = None
-        self.slot: LatestSlot[tuple[SyncedSet, float]] = LatestSlot()
+        # complete sets waiting for their grid / pose, oldest first: (set, monotonic arrival)
+        self.pending: deque[tuple[SyncedSet, float]] = deque()
+        self.frames_dropped = 0
         self.grids: deque[_Grid] = deque(maxlen=16)
         self.poses = PoseBuffer()
         self._pubs: dict[str, Any] = {}
@@ -303,14 +308,12 @@ class ObjectsNode(PerceptionNode):
             self.sync = self._make_sync()
             self.grids.clear()
             self.poses = PoseBuffer(tolerance_s=float(self.p("pose_tolerance_s")))
-        self.slot = LatestSlot()
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="objects_worker", daemon=True)
         self._worker.start()
 
     def on_deactivate_impl(self) -> None:
         self._stop.set()
-        self.slot.close()
         with self._inputs:
             self._inputs.notify_all()
         if self._worker is not None:
@@ -364,6 +367,7 @@ class ObjectsNode(PerceptionNode):
                 jump = float(self.p("time_jump_s"))
                 self.grids = deque((g for g in self.grids if g.stamp <= stamp + jump),
                                    maxlen=self.grids.maxlen)  # the old loop's grids go
+                self.pending = deque(p for p in self.pending if p[0].stamp <= stamp + jump)
         for ev in events:
             if ev.kind == "camera_back":
                 self.diag.count(ev.kind)
@@ -374,8 +378,7 @@ class ObjectsNode(PerceptionNode):
             if out.missing:
                 self.diag.count("partial_sets")
                 self.diag.set("missing_cameras", ",".join(out.missing))
-            if self.slot.put((out, time.monotonic())):
-                self.diag.count("frames_dropped")
+            self._enqueue(out)
 
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
@@ -476,11 +479,37 @@ class ObjectsNode(PerceptionNode):
             self.diag.count("poses")
 
     # -- worker -------------------------------------------------------------------------------
+    def _enqueue(self, synced: SyncedSet) -> None:
+        """A complete set waits (at most ``max_pending`` of them; the oldest goes first)."""
+        dropped = 0
+        with self._inputs:
+            self.pending.append((synced, time.monotonic()))
+            while len(self.pending) > int(self.p("max_pending")):
+                self.pending.popleft()
+                dropped += 1
+            self.frames_dropped += dropped
+            self._inputs.notify_all()
+        if dropped:
+            self.diag.count("frames_dropped", dropped)
+
+    def _next_ready(self) -> tuple[SyncedSet, float] | None:
+        """The oldest pending set once its grid and pose are here, can no longer come, or it
+        waited ``input_wait_s`` (lock held)."""
+        if not self.pending:
+            return None
+        synced, t_in = self.pending[0]
+        if self._inputs_ready(synced.stamp) or \
+                time.monotonic() >= t_in + float(self.p("input_wait_s")):
+            return self.pending.popleft()
+        return None
+
     def _work(self) -> None:
         while not self._stop.is_set():
-            item = self.slot.take(timeout=0.2)
-            if item is None:
-                continue
+            with self._inputs:
+                item = self._next_ready()
+                if item is None:
+                    self._inputs.wait(0.05)
+                    continue
             try:
                 self._process(*item)
             except Exception as exc:  # keep the node alive whatever one frame does
@@ -493,20 +522,15 @@ class ObjectsNode(PerceptionNode):
                         for g in self.grids)
         if self.p("pose_source") == "none":
             return grid_done
+        # a pose within pose_tolerance_s is used as it is (odometry follows the LiDAR sweep, up
+        # to ~50 ms off the cameras): waiting for the next one would add a frame period
         newest = self.poses.newest_stamp
-        pose_done = newest is not None and newest >= stamp
+        pose_done = newest is not None and newest >= stamp - float(self.p("pose_tolerance_s"))
         return grid_done and pose_done
 
-    def _gather(self, stamp: float, t_in: float) -> tuple[_Grid | None, Pose2D | None, str]:
-        """(grid, pose, why no grid) for ``stamp``, waiting up to ``input_wait_s`` after the
-        set completed (monotonic ``t_in``)."""
-        deadline = t_in + float(self.p("input_wait_s"))
+    def _gather(self, stamp: float) -> tuple[_Grid | None, Pose2D | None, str]:
+        """(grid, pose, why no grid) for ``stamp``."""
         with self._inputs:
-            while not self._inputs_ready(stamp) and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._inputs.wait(min(left, 0.05))
             tol = float(self.p("grid_tolerance_s"))
             best = min(self.grids, key=lambda g: abs(g.stamp - stamp), default=None)
             why = ""
@@ -537,7 +561,7 @@ class ObjectsNode(PerceptionNode):
         """One synchronised set of detection arrays (completed at monotonic ``t_in``)."""
         t0 = time.perf_counter()
         stamp = synced.stamp
-        grid, pose, why = self._gather(stamp, t_in)
+        grid, pose, why = self._gather(stamp)
         if grid is None:
             self.diag.error("grid_missing", f"frame {stamp:.3f}: {why}; geometry only")
         t1 = time.perf_counter()
@@ -585,7 +609,8 @@ class ObjectsNode(PerceptionNode):
         t3 = time.perf_counter()
         self.frames_processed += 1
         self.last_frame = frame
-        stages = {"wait_inputs": (t1 - t0) * 1e3, "convert_in": (t_step - t1) * 1e3}
+        # the wait for the grid / pose before this is in node_latency_ms, not in the stages
+        stages = {"pair_inputs": (t1 - t0) * 1e3, "convert_in": (t_step - t1) * 1e3}
         stages.update({k: float(v) for k, v in frame.stage_ms.items() if k != "total"})
         stages["publish"] = (t3 - t2) * 1e3
         pub = self._pubs.get("timing")
@@ -593,7 +618,7 @@ class ObjectsNode(PerceptionNode):
             pub.publish(self.timing_msg(
                 ref_msg.header.stamp, stages, (t3 - t0) * 1e3, self.stamp_latency_ms(stamp),
                 f"objects({self.p('mode')})", frame_id=frame.tracked_frame,
-                processed=self.frames_processed, dropped=self.slot.dropped,
+                processed=self.frames_processed, dropped=self.frames_dropped,
                 node_latency_ms=(time.monotonic() - t_in) * 1e3))
         self.diag.count("frames_processed")
         self.diag.set("tracked_frame", frame.tracked_frame)
