@@ -126,17 +126,21 @@ class _Io:
 
     def frame(self, t: float, boxes: dict[str, np.ndarray], grid: np.ndarray | None,
               ego: tuple[float, float, float] | None, extra: list[Detection2DArray] = (),
-              timeout: float = 10.0) -> TrackedObjects:
-        """Publish one frame (odom, grid, bad arrays, six arrays) and wait for its tracks."""
+              timeout: float = 10.0, grid_late_s: float = 0.0) -> TrackedObjects:
+        """Publish one frame (odom, grid, bad arrays, six arrays) and wait for its tracks;
+        with ``grid_late_s`` the grid follows the detections that much later."""
         if ego is not None:
             self.odom.publish(_odom(*ego, t))
-        if grid is not None:
+        if grid is not None and not grid_late_s:
             self.grid.publish(_grid(grid, t))
         for m in extra:
             self.dets[next(c for c in NUSCENES_CAMERAS
                            if frame_id_for(c) == m.header.frame_id)].publish(m)
         for cam in NUSCENES_CAMERAS:
             self.dets[cam].publish(_array(cam, t, boxes.get(cam, np.zeros((0, 4)))))
+        if grid is not None and grid_late_s:
+            self.spin_until(lambda: False, grid_late_s)
+            self.grid.publish(_grid(grid, t))
         key = _key(_stamp(t))
         assert self.spin_until(lambda: key in self.tracked, timeout), (
             f"no /objects/tracked for stamp {t}; diagnostics {self.diag}")
@@ -279,7 +283,8 @@ def test_bad_input_is_counted_while_good_frames_keep_producing_tracks(io_and_nod
         nonlocal t
         t += dt
         args = {"boxes": good, "grid": grid, "ego": ego, **kw}
-        return io.frame(t, args["boxes"], args["grid"], args["ego"], kw.get("extra", ()))
+        return io.frame(t, args["boxes"], args["grid"], args["ego"], kw.get("extra", ()),
+                        grid_late_s=kw.get("grid_late_s", 0.0))
 
     def wait_count(key: str, n: int = 1) -> None:
         assert io.spin_until(lambda: io.count(key) >= n, 5.0), f"{key} not counted: {io.diag}"
@@ -309,6 +314,13 @@ def test_bad_input_is_counted_while_good_frames_keep_producing_tracks(io_and_nod
     out = step(grid=None)
     wait_count("grid_missing")
     assert len(out.objects) == 1 and bytes(out.objects[0].object_id.uuid) == track_uuid
+
+    # a grid that comes after its detections (bev_node slower than the detector) is waited for
+    missing = io.count("grid_missing")
+    out = step(grid_late_s=0.15)
+    assert len(out.objects) == 1
+    assert io.spin_until(lambda: io.count("frames_processed") >= 7, 3.0)
+    assert io.count("grid_missing") == missing, io.diag
 
     # stale grid: stamped far behind the frames
     io.grid.publish(_grid(grid, t - 3.0))
