@@ -42,11 +42,12 @@ from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, sensor
 from lss_bev_ros.web import DashboardServer
 from lss_bev_ros.web.views import BevView, CameraMosaic
 
-_REFERENCES = ("none", "lidar", "gt_boxes", "lidar_in_boxes")
+_REFERENCES = ("none", *(k.name.lower() for k in ReferenceKind))
 _METRIC_FIELDS = (
     "iou", "precision", "recall", "true_positive_cells", "false_positive_cells",
     "false_negative_cells", "mean_iou", "mean_precision", "mean_recall", "frame_count",
     "unmatched_count", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "threshold",
+    "observed_fraction", "mean_observed_fraction",
 )
 
 
