@@ -146,3 +146,39 @@ def test_fusion_node_fuses_across_a_missed_frame_and_counts_a_bad_pose(ros_conte
     assert np.allclose(bad, 0.4), bad
     assert int(io.diag["published"]) == 7 and int(io.diag["fused"]) == 5, io.diag
     assert io.diag["last_status"] == "bad_pose"
+
+
+def test_fusion_node_takes_the_pose_from_tf_and_waits_for_it(ros_context):
+    from geometry_msgs.msg import TransformStamped
+    from rclpy.parameter import Parameter
+    from tf2_msgs.msg import TFMessage
+
+    from lss_bev_ros.nodes.fusion_node import FusionNode
+
+    node = FusionNode(context=ros_context, parameter_overrides=[
+        Parameter("pose_source", value="tf"), Parameter("pose_wait_s", value=5.0)])
+    assert node.maybe_autostart()
+    io = _Io(ros_context)
+    io.ex.add_node(node)
+    pub_tf = io.node.create_publisher(TFMessage, "/tf", 10)
+    try:
+        assert io.spin_until(lambda: pub_tf.get_subscription_count() > 0
+                             and io.pub_grid.get_subscription_count() > 0, 10.0)
+        for k in range(4):
+            t, ego_x = 200.0 + 0.1 * k, 1.0 * k
+            io.pub_grid.publish(_grid(t, ego_x, seen=(k != 3)))  # grid first: it must wait
+            io.spin_until(lambda: False, 0.2)
+            assert io.fused_at(t) is None, "published before its pose arrived"
+            tf = TransformStamped()
+            tf.header.stamp, tf.header.frame_id, tf.child_frame_id = _stamp(t), "map", "base_link"
+            tf.transform.translation.x = ego_x
+            tf.transform.rotation.w = 1.0
+            pub_tf.publish(TFMessage(transforms=[tf]))
+            assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 10.0), node.diag.counters
+        held = _obstacle_cells(io.fused_at(200.3), 3.0)
+        assert (held > 0.5).mean() >= 0.75, held
+        assert node.diag.counters.get("no_pose", 0) == 0 and node.diag.counters["fused"] == 3
+    finally:
+        io.ex.shutdown()
+        io.node.destroy_node()
+        node.destroy_node()
