@@ -84,13 +84,18 @@ class LidarFilter:
 
     ``z_min``/``z_max``: height band above the ground (base_link z = 0 on the ground in nuScenes);
     ``ego_box``: (xmin, xmax, ymin, ymax) of the ego vehicle's own body, removed;
-    ``min_points``: returns a cell needs to count as occupied.
+    ``min_points``: returns a cell needs to count as occupied;
+    ``free_z_max``: for the ray-cast free space (:func:`lidar_visibility`), a beam proves a cell
+    free only while it is at most this high (and above ``z_min``): higher, it may pass over a
+    car's bonnet or roof without touching it (measured on the synthetic scenes: with the whole
+    band up to ``z_max`` a third of the observed vehicle-footprint cells came out "free").
     """
 
     z_min: float = 0.3
     z_max: float = 3.0
     ego_box: tuple[float, float, float, float] = (-1.2, 4.2, -1.1, 1.1)
     min_points: int = 1
+    free_z_max: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.z_max > self.z_min:
@@ -178,11 +183,11 @@ def lidar_visibility(
     ``points_base`` P x 3+ returns in ``base_link`` (m), ``origin`` (x, y, z) of the sensor in
     ``base_link`` (m). Each finite return off the ego body is a beam from ``origin``; sampled
     every ``step`` m (default half a cell), a sample marks its cell observed *free* when the
-    beam is inside the obstacle band ``filt.z_min..z_max`` there (above the band the beam
-    says nothing about obstacles below it; below it the beam may pass under a car), up to
-    the cell of the return. Cells with ``>= filt.min_points`` obstacle returns (band, like
-    :func:`lidar_occupancy`) are observed *occupied* (this wins over free); cells of ground
-    returns (below the band) are observed free. Everything else, e.g. behind the first
+    beam is between ``filt.z_min`` and ``min(filt.free_z_max, filt.z_max)`` there (higher, it
+    may pass over a car; lower, under one), up to the cell of the return. Cells with
+    ``>= filt.min_points`` obstacle returns (band, like :func:`lidar_occupancy`) are observed
+    *occupied* (this wins over free); cells of ground returns (below the band) are observed
+    free. Everything else, e.g. behind the first
     obstacle, is unknown: ``observed`` is False there.
     """
     pts = np.asarray(points_base, dtype=np.float64)
@@ -204,6 +209,7 @@ def lidar_visibility(
     gx, gy, gin = grid.cell_of(ground[:, 0], ground[:, 1])
     free[gx[gin], gy[gin]] = True
     # beams: free where a sample lies in the obstacle band, before the return's cell
+    free_top = min(filt.free_z_max, filt.z_max)
     step = float(step) if step is not None else grid.resolution * RAY_STEP_CELLS
     if not step > 0:
         raise ValueError(f"step must be > 0, got {step}")
@@ -239,7 +245,7 @@ def lidar_visibility(
         sy = o[1] + t * d[beam, 1]
         sz = o[2] + t * d[beam, 2]
         ix, iy, inside = grid.cell_of(sx, sy)
-        ok = inside & (sz >= filt.z_min) & (sz <= filt.z_max)
+        ok = inside & (sz >= filt.z_min) & (sz <= free_top)
         ok &= (ix != ex[beam]) | (iy != ey[beam])  # the return's own cell is not free space
         free[ix[ok], iy[ok]] = True
         start = stop
@@ -301,9 +307,10 @@ def reference_description(kind: ReferenceKind, filt: LidarFilter,
     if kind == ReferenceKind.GT_BOXES:
         return f"ground-truth box footprints ({cats})"
     if kind == ReferenceKind.LIDAR_VISIBILITY:
+        top = min(filt.free_z_max, filt.z_max)
         return (
             f"{lid}; scored only where LiDAR observed (cells its beams crossed "
-            f"{filt.z_min:g}..{filt.z_max:g} m high before the return: free; occluded: unknown)"
+            f"{filt.z_min:g}..{top:g} m high before the return: free; occluded: unknown)"
         )
     return f"ground-truth box footprints ({cats}) also hit by {lid}"
 

@@ -112,6 +112,9 @@ class EvalNode(PerceptionNode):
                   min=-5.0, max=20.0),
         ParamSpec("min_points", 1, "LiDAR returns a cell needs to count as occupied", min=1,
                   max=1000),
+        ParamSpec("free_z_max", 1.0, "lidar_visibility: a beam marks cells free only while it "
+                  "is between z_min and this height (m); higher it may pass over a car",
+                  min=0.0, max=20.0),
         ParamSpec("categories", ["vehicle."], "GT box category prefixes in the reference "
                   "(empty list: all)"),
         ParamSpec("max_pending", 16, "grids kept while waiting for their reference", min=1,
@@ -151,7 +154,8 @@ class EvalNode(PerceptionNode):
 
     def _build_evaluator(self) -> None:
         filt = LidarFilter(z_min=float(self.p("z_min")), z_max=float(self.p("z_max")),
-                           min_points=int(self.p("min_points")))
+                           min_points=int(self.p("min_points")),
+                           free_z_max=float(self.p("free_z_max")))
         cats = list(self.p("categories"))
         with self._lock:
             self.evaluator = BevEvaluator(
@@ -186,7 +190,7 @@ class EvalNode(PerceptionNode):
 
     def on_params_applied(self, changed: dict) -> None:
         live = {"threshold", "stamp_tolerance_s", "region", "z_min", "z_max", "min_points",
-                "categories", "max_pending"}
+                "categories", "max_pending", "free_z_max"}
         if set(changed) & live and self.evaluator is not None:
             if float(self.p("z_max")) <= float(self.p("z_min")):
                 raise ValueError("z_max must be > z_min")

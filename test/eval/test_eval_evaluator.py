@@ -19,8 +19,8 @@ def prediction(*xy: tuple[float, float]) -> np.ndarray:
 
 def wall_and_hidden_box() -> np.ndarray:
     """A correct prediction: the wall, and the box that stands unseen behind it."""
-    pts = [(5.0, y) for y in np.arange(-3.0, 3.0, 0.5)]
-    pts += [(x, y) for x in (7.2, 7.7) for y in (-0.8, -0.3, 0.2, 0.7)]
+    pts = [(8.0, y) for y in np.arange(-3.0, 3.0, 0.5)]
+    pts += [(x, y) for x in (10.2, 10.7) for y in (-0.8, -0.3, 0.2, 0.7)]
     return prediction(*pts)
 
 
@@ -41,7 +41,7 @@ def test_hidden_box_is_a_false_positive_under_plain_lidar_reference() -> None:
 def test_prediction_in_observed_free_space_is_a_false_positive() -> None:
     ev = BevEvaluator(GRID, "lidar_visibility", sensor_origin=ORIGIN)
     ev.add_points(1.0, wall_scene())
-    (r,) = ev.add_grid(1.0, prediction((2.5, 0.2)))
+    (r,) = ev.add_grid(1.0, prediction((6.5, 0.2)))
     assert r.confusion.fp == 1 and r.confusion.tp == 0
 
 

@@ -12,18 +12,18 @@ from lss_bev_ros.eval.reference import LidarFilter, ReferenceKind, lidar_visibil
 def test_wall_cells_are_observed_occupied() -> None:
     occupied, observed = lidar_visibility(wall_scene(), GRID, ORIGIN)
     for y in (-2.0, 0.0, 2.0):
-        assert occupied[cell(5.0, y)] and observed[cell(5.0, y)]
+        assert occupied[cell(8.0, y)] and observed[cell(8.0, y)]
 
 
 def test_cells_between_sensor_and_wall_are_observed_free() -> None:
     occupied, observed = lidar_visibility(wall_scene(), GRID, ORIGIN)
-    for x in (1.0, 2.5, 4.0):
+    for x in (5.0, 6.5, 7.5):
         assert observed[cell(x, 0.2)] and not occupied[cell(x, 0.2)]
 
 
 def test_box_cells_behind_the_wall_are_unknown_not_free() -> None:
     _, observed = lidar_visibility(wall_scene(), GRID, ORIGIN)
-    for x in (7.2, 7.7):
+    for x in (10.2, 10.7):
         for y in (-0.8, 0.0, 0.8):
             assert not observed[cell(x, y)]
 
@@ -33,12 +33,19 @@ def test_cells_beside_the_beams_are_unknown() -> None:
     assert not observed[cell(0.0, 8.0)] and not observed[cell(-6.0, 0.0)]
 
 
-def test_a_beam_passing_above_the_obstacle_band_frees_nothing_below_it() -> None:
-    # a return on a 9 m high facade 9.5 m ahead: the beam is above z_max = 3 m from x ~ 1.8 m
-    high = np.array([[9.5, 0.0, 9.0]])
-    _, observed = lidar_visibility(high, GRID, ORIGIN, LidarFilter(z_min=0.3, z_max=3.0))
-    assert observed[cell(1.0, 0.0)]
-    assert not observed[cell(5.0, 0.0)] and not observed[cell(9.0, 0.0)]
+def test_a_beam_passing_over_a_car_roof_does_not_free_the_car_cells() -> None:
+    # a return on a facade 9.5 m ahead at 1.7 m: the beam stays ~1.75 m high, over a 1.5 m car
+    # standing at x = 5 m, which it never touches
+    over = np.array([[9.5, 0.0, 1.7]])
+    _, observed = lidar_visibility(over, GRID, ORIGIN, LidarFilter(free_z_max=1.0))
+    assert not observed[cell(5.0, 0.0)]
+
+
+def test_a_beam_low_enough_to_hit_a_car_frees_the_cells_it_crosses() -> None:
+    # a ground return 9.5 m ahead: the beam is below 1 m from x ~ 4.3 m on
+    _, observed = lidar_visibility(np.array([[9.5, 0.0, 0.0]]), GRID, ORIGIN)
+    assert observed[cell(5.0, 0.0)] and observed[cell(7.0, 0.0)]
+    assert not observed[cell(2.0, 0.0)]  # still 1.4 m high there: it could pass over a car
 
 
 def test_ground_return_cell_is_observed_free() -> None:

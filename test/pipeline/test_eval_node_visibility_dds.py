@@ -35,7 +35,9 @@ def test_eval_node_default_reference_scores_only_what_lidar_observed(
         h.connected(spin)
         # a wall 10 m ahead (y -2..2 m, 0.5..2 m high): the LiDAR (1 m forward, 1.8 m up) sees it
         wall = np.array([[10.0, y, z] for y in np.arange(-2.0, 2.0, 0.1) for z in (0.6, 1.2)])
-        h.pub_cloud.publish(_cloud(_base_to_lidar(wall).astype(np.float32), 100.0))
+        road = np.array([[x, y, 0.0] for x in np.arange(6.0, 9.5, 0.5) for y in (-0.5, 0.0, 0.5)])
+        pts = _base_to_lidar(np.vstack([wall, road])).astype(np.float32)
+        h.pub_cloud.publish(_cloud(pts, 100.0))
         prob = np.zeros((200, 200), np.float32)
         for y in np.arange(-2.0, 2.0, 0.5):
             prob[_cell(10.0, y)] = 0.9  # the wall: true positives
