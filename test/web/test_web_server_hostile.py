@@ -155,8 +155,8 @@ def test_client_resets_are_logged_as_one_line_without_tracebacks(server, caplog,
             r = MjpegReader(f"{server.url}/bev", timeout=5.0)
             r.next_frame()
             _reset(r.sock)
+            assert _wait(lambda: server.stream_stats()["bev"]["clients_connected"] == 0, 3.0)
     assert _wait(lambda: server.client_errors >= 5, 5.0), server.client_errors
-    assert _wait(lambda: server.stream_stats()["bev"]["clients_connected"] == 0, 3.0)
     err = capfd.readouterr().err
     assert "Traceback" not in err and "ConnectionResetError" not in err
     ended = [r for r in caplog.records if "ended" in r.getMessage() or "gone" in r.getMessage()
