@@ -161,7 +161,10 @@ def decode_compressed(data, reduction: int = 1, max_pixels: int = MAX_COMPRESSED
     if reduction not in _REDUCED_FLAGS:
         raise ImageConversionError(f"reduction {reduction} not in {sorted(_REDUCED_FLAGS)}")
     check_compressed_size(view, max_pixels, expected_size)
-    bgr = cv2.imdecode(np.frombuffer(view, dtype=np.uint8), _REDUCED_FLAGS[reduction])
+    try:
+        bgr = cv2.imdecode(np.frombuffer(view, dtype=np.uint8), _REDUCED_FLAGS[reduction])
+    except cv2.error as exc:  # OpenCV's own limits / decoder failures
+        raise ImageConversionError(f"could not decode compressed image: {exc}") from exc
     if bgr is None or bgr.ndim != 3:
         raise ImageConversionError(
             f"could not decode compressed image ({len(view)} bytes): corrupt or truncated")
@@ -185,6 +188,8 @@ def rgb_to_image_bytes(rgb: np.ndarray) -> tuple[int, int, int, bytes]:
 
 def encode_jpeg(rgb: np.ndarray, quality: int = 80) -> bytes:
     """H x W x 3 uint8 RGB -> JPEG bytes."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
+        raise ImageConversionError(f"expected H x W x 3 uint8, got {rgb.shape} {rgb.dtype}")
     ok, buf = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     )

@@ -62,6 +62,8 @@ class Listener:
 
         self.node = Node("hostile_input_publisher", context=ctx)
         self.diag: dict[str, dict[str, str]] = {}
+        self.diag_seen: dict[str, float] = {}  # node -> monotonic time of its last status
+        self.received: dict[str, list[tuple[float, Any]]] = {}  # topic -> (monotonic, msg)
         self._lock = threading.Lock()
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
         self.ex = SingleThreadedExecutor(context=ctx)
@@ -77,8 +79,24 @@ class Listener:
     def _on_diag(self, msg: Any) -> None:
         with self._lock:
             for st in msg.status:
-                self.diag[st.name.strip("/").split("/")[-1]] = {
-                    kv.key: kv.value for kv in st.values}
+                name = st.name.strip("/").split("/")[-1]
+                self.diag[name] = {kv.key: kv.value for kv in st.values}
+                self.diag_seen[name] = time.monotonic()
+
+    def collect(self, msg_type: type, topic: str, depth: int = 20) -> None:
+        """Keep every message received on ``topic`` (with its arrival time)."""
+        self.received.setdefault(topic, [])
+
+        def keep(m: Any) -> None:
+            with self._lock:
+                self.received[topic].append((time.monotonic(), m))
+                del self.received[topic][:-200]
+
+        self.node.create_subscription(msg_type, topic, keep, depth)
+
+    def arrived_since(self, topic: str, t: float) -> int:
+        with self._lock:
+            return sum(1 for ta, _ in self.received.get(topic, []) if ta >= t)
 
     def values(self, node: str) -> dict[str, str]:
         with self._lock:
