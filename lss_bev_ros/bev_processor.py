@@ -1,4 +1,5 @@
-"""ROS-free BEV processing core shared by ``bev_node`` and ``lss-bev-bag eval``.
+"""ROS-free BEV processing core: one image set -> BEV probabilities (used by
+:class:`lss_bev_ros.bev_pipeline.BevPipeline`, which bev_node and ``lss-bev-bag eval`` feed).
 
 ``BevProcessor.process(images, stamp, missing)`` turns one synchronised set of camera images
 (``H x W x 3`` uint8 RGB per camera name) into a BEV occupancy probability map plus the mask of
@@ -20,12 +21,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lss_bev_ros.calibration import CameraCalibration, RigCalibration
 from lss_bev_ros.conversions.grid import GridSpec
+from lss_bev_ros.lss.config import LSSConfig
+
+if TYPE_CHECKING:  # torch is imported lazily (first frame)
+    from lss_bev_ros.backends.base import LSSBackend
 
 MASKED_CAMERA_OFFSET_M = 1.0e5
 """Translation (m) given to a masked camera: every frustum point lands far outside the grid."""
@@ -52,103 +57,6 @@ class BevOutput:
     @property
     def total_ms(self) -> float:
         return float(sum(self.stage_ms.values()))
-
-    @property
-    def model_ms(self) -> float:
-        """Time inside the model stages (geometry, encoders, pooling)."""
-        return float(sum(v for k, v in self.stage_ms.items() if k in STAGES))
-
-
-# ---------------------------------------------------------------------------------------------
-# backend
-# ---------------------------------------------------------------------------------------------
-class TorchModelBackend:
-    """Minimal in-process backend: calls the ``LiftSplatShoot`` stages directly.
-
-    Same method names as ``lss_bev_ros.backends`` (``set_calibration`` / ``infer``); used when
-    that package is not installed or for the plain ``torch`` backend fallback.
-    """
-
-    def __init__(self, model: Any, device: str = "cpu", precision: str = "fp32") -> None:
-        import torch
-
-        if precision != "fp32" and not str(device).startswith("cuda"):
-            raise ValueError(f"precision {precision} needs a CUDA device (got {device})")
-        self.name = "torch"
-        self.device = torch.device(device)
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
-            precision
-        ]
-        self.model = model.to(self.device).eval()
-        if self.dtype != torch.float32:
-            self.model = self.model.to(self.dtype)
-        self._calib: tuple | None = None
-        self._geom = None
-        self.num_calibrations = 0
-
-    def set_calibration(self, rots, trans, intrins, post_rots, post_trans) -> bool:
-        """1 x N x ... tensors; rebuilds the pooling indices when they changed (True then)."""
-        import torch
-
-        calib = tuple(t.to(self.device, torch.float32) for t in
-                      (rots, trans, intrins, post_rots, post_trans))
-        with torch.inference_mode():
-            if self.model.cfg.pooling == "precomputed":
-                rebuilt = bool(self.model.ensure_pooling(*calib))
-            else:
-                rebuilt = True
-                self._geom = self.model.get_geometry(*calib)
-        self._calib = calib
-        self.num_calibrations += int(rebuilt)
-        return rebuilt
-
-    def infer(self, imgs) -> tuple[Any, dict[str, float]]:
-        """1 x N x 3 x H x W normalised float32 -> (1 x 1 x X x Y logits on CPU, stage ms)."""
-        import torch
-
-        from lss_bev_ros.lss.pooling import cumsum_pool
-
-        if self._calib is None:
-            raise RuntimeError("set_calibration() must be called before infer()")
-        m = self.model
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        ms: dict[str, float] = {"geometry": 0.0}
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            x = imgs.to(self.device, self.dtype, non_blocking=True)
-            feats = m.get_cam_feats(x)
-            sync()
-            t1 = time.perf_counter()
-            if m.cfg.pooling == "precomputed":
-                bev = m.pooler(feats)
-            else:
-                bev = cumsum_pool(self._geom, feats, m.cfg.grid)
-            sync()
-            t2 = time.perf_counter()
-            out = m.bev_encode(bev).float().cpu()
-            t3 = time.perf_counter()
-        ms["camera_encoder"] = (t1 - t0) * 1e3
-        ms["voxel_pooling"] = (t2 - t1) * 1e3
-        ms["bev_encoder"] = (t3 - t2) * 1e3
-        return out, ms
-
-
-def make_backend(name: str, model: Any, device: str = "cpu", precision: str = "fp32",
-                 **options: Any) -> Any:
-    """``lss_bev_ros.backends.create_backend`` when that package provides it, else (for
-    ``torch`` only) :class:`TorchModelBackend`."""
-    try:
-        from lss_bev_ros.backends import create_backend
-    except ImportError:
-        create_backend = None
-    if create_backend is not None:
-        return create_backend(name=name, model=model, device=device, precision=precision,
-                              **options)
-    if name != "torch":
-        raise RuntimeError(
-            f"backend {name!r} needs lss_bev_ros.backends (not installed); use backend 'torch'"
-        )
-    return TorchModelBackend(model, device, precision)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +100,8 @@ class BevProcessor:
         threshold: probability counted as occupied (``BevOutput`` consumers may use it).
     """
 
-    def __init__(self, backend: Any, cfg: Any, rig: RigCalibration, threshold: float = 0.5) -> None:
+    def __init__(self, backend: LSSBackend, cfg: LSSConfig, rig: RigCalibration,
+                 threshold: float = 0.5) -> None:
         if not rig.cameras:
             raise ValueError("rig has no cameras")
         self.backend = backend
@@ -212,10 +121,6 @@ class BevProcessor:
     def rig(self) -> RigCalibration:
         with self._lock:
             return self._rig
-
-    @property
-    def camera_names(self) -> tuple[str, ...]:
-        return self.rig.names
 
     def set_rig(self, rig: RigCalibration) -> bool:
         """Replace the calibration (thread-safe); True when its fingerprint changed. The

@@ -1,20 +1,15 @@
 """``lss-bev-bag eval``: offline replay evaluation of the BEV pipeline over a bag (no DDS).
 
-The same code as the live nodes, fed from the bag instead of subscriptions, as fast as the model
-allows:
-
-* camera sets: :class:`lss_bev_ros.sync.StampSynchronizer` (bev_node's grouping and policy), with
-  ``now`` = bag receive time; CameraInfo updates the intrinsics as in bev_node;
-* BEV: :class:`lss_bev_ros.bev_processor.BevProcessor` with a backend from ``make_backend``;
-* the grid goes through the OccupancyGrid encoding (``probability_to_occupancy`` ->
-  ``occupancy_to_probability``) exactly as bev_node publishes and eval_node reads it;
-* reference + pairing + metrics: :class:`lss_bev_ros.eval.evaluator.BevEvaluator` fed like
-  eval_node (LiDAR points moved ``lidar_top -> base_link`` with the rig extrinsic, GT boxes from
-  the ``/gt/boxes`` MarkerArray).
-
-So the per-frame IoU / precision / recall equal the online eval_node's on the same bag; only the
-latencies differ (here: processing time of each frame; online: ROS time since the stamp).
-ROS-free: messages are decoded with the ``rosbags`` typestore.
+The bag's messages are fed, in bag order, into the same
+:class:`lss_bev_ros.bev_pipeline.BevPipeline` that bev_node feeds from its subscriptions
+(CameraInfo, ``/tf_static``, images -> camera sets -> grids), so "offline equals online" holds
+by construction: the same synchroniser (clocked by image stamps), policy, decode reduction,
+calibration updates and OccupancyGrid encoding. The grid then goes through
+``occupancy_to_probability`` exactly as eval_node reads it, and
+:class:`lss_bev_ros.eval.evaluator.BevEvaluator` pairs it with the reference as eval_node does
+(LiDAR points moved ``lidar_top -> base_link`` with the rig extrinsic, GT boxes from the
+``/gt/boxes`` MarkerArray). Only the latencies differ (here: processing time of each frame;
+online: ROS time since the stamp). ROS-free: messages are decoded with the ``rosbags`` typestore.
 """
 
 from __future__ import annotations
@@ -27,24 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
-from lss_bev_ros.calibration import (
-    CalibrationError,
-    RigCalibration,
-    load_rig_yaml,
+from lss_bev_ros.bev_pipeline import (
+    BevFrame,
+    BevPipeline,
+    BevPipelineOptions,
+    CountingDiagnostics,
+    load_bev_model,
+    stamp_seconds,
 )
+from lss_bev_ros.calibration import CalibrationError, RigCalibration, load_rig_yaml
 from lss_bev_ros.conversions import (
     GridSpec,
-    ImageConversionError,
     PointCloudError,
-    compressed_to_rgb,
-    image_to_rgb,
     occupancy_to_probability,
     pointcloud2_to_array,
-    probability_to_occupancy,
 )
 from lss_bev_ros.eval.evaluator import REGIONS, BevEvaluator, FrameResult
 from lss_bev_ros.eval.metrics import LatencyStats
@@ -56,7 +50,6 @@ from lss_bev_ros.eval.reference import (
     build_reference,
     transform_points,
 )
-from lss_bev_ros.sync import StampSynchronizer, SyncedSet
 from rosbag_tools.bagio import (
     GT_BOXES_TOPIC,
     LIDAR_TOPIC,
@@ -73,9 +66,12 @@ MSG_IMAGE = "sensor_msgs/msg/Image"
 MSG_COMPRESSED = "sensor_msgs/msg/CompressedImage"
 
 
-def stamp_sec(header) -> float:
-    """Header stamp -> seconds, the same float formula as ``nodes.common.stamp_to_sec``."""
-    return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
+def stamp_sec(header: Any) -> float:
+    """Header stamp -> seconds (the pipeline's formula)."""
+    return stamp_seconds(header.stamp)
+
+
+TF_STATIC_TOPIC = "/tf_static"
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,9 @@ class EvalOptions:
     categories: tuple[str, ...] = ("vehicle.",)
     sync_tolerance_s: float = 0.05
     missing_timeout_s: float = 1.0
+    time_jump_s: float = 5.0
     missing_camera_policy: str = "mask"
+    use_tf_static: bool = True  # camera extrinsics from the bag's /tf_static (bev_node default)
     seed: int = 0
     torch_threads: int = 0  # 0: torch default; 1 is much faster on an oversubscribed CPU
     warmup: bool = True  # one untimed blank frame first (as bev_node's ``warmup``)
@@ -190,57 +188,15 @@ FrameHook = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray, "np.ndarray
 or None, metrics) - the video writer uses it."""
 
 
-_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
-                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-
-
-def reduced_rig(rig: RigCalibration, factors: dict[str, int]) -> RigCalibration:
-    """Rig of the decoded images: sizes ``ceil(size / f)``, intrinsics scaled to match."""
-    for cam in rig.cameras:
-        f = factors.get(cam.name, 1)
-        if f > 1:
-            w, h = math.ceil(cam.width / f), math.ceil(cam.height / f)
-            k = cam.intrinsics.copy()
-            k[0] *= w / cam.width
-            k[1] *= h / cam.height
-            rig = rig.replace_camera(cam.with_intrinsics(k, w, h))
-    return rig
-
-
-def decode_compressed(msg, reduction: int = 1) -> np.ndarray:
-    """CompressedImage -> H x W x 3 RGB decoded at 1/``reduction`` (libjpeg DCT scaling)."""
-    if reduction == 1:
-        return compressed_to_rgb(msg)
-    raw = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
-    bgr = cv2.imdecode(raw, _REDUCED_FLAGS[reduction]) if raw.size else None
-    if bgr is None:
-        raise ImageConversionError(
-            f"could not decode compressed image (format {getattr(msg, 'format', '?')!r}, "
-            f"{raw.size} bytes): corrupt or truncated")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def load_model(opts: EvalOptions):
+def load_model(opts: EvalOptions) -> tuple[Any, Any]:
     """(model, cfg) from ``opts.weights`` (``weights_only=True``) or an untrained small LSS."""
-    import torch
-
-    if opts.weights is not None:
-        p = Path(opts.weights)
-        if not p.is_file():
-            raise BagToolError(f"weights file not found: {p}")
-        from lss_bev_ros.lss.checkpoint import load_checkpoint
-
-        try:
-            model, cfg, _extra = load_checkpoint(p)
-        except Exception as exc:
-            raise BagToolError(f"cannot load checkpoint {p}: {exc}") from exc
-        return model, cfg
-    from lss_bev_ros.lss.config import LSSConfig
-    from lss_bev_ros.lss.model import LiftSplatShoot
-
-    torch.manual_seed(int(opts.seed))
-    cfg = LSSConfig.small()
-    return LiftSplatShoot(cfg), cfg
+    try:
+        model, cfg, _ = load_bev_model(opts.weights, "small", opts.seed)
+    except FileNotFoundError as exc:
+        raise BagToolError(str(exc)) from exc
+    except Exception as exc:
+        raise BagToolError(f"cannot load checkpoint {opts.weights}: {exc}") from exc
+    return model, cfg
 
 
 def load_rig_for_bag(bag: Path, reader, explicit: Path | None) -> tuple[RigCalibration, str]:
@@ -272,8 +228,7 @@ class ReplayEvaluator:
         self.on_frame = on_frame
         self.frames: list[FrameRecord] = []
         self.samples: list[BevSample] = []
-        self.errors: dict[str, int] = {}
-        self.last_error: dict[str, str] = {}
+        self.diag = CountingDiagnostics()  # the pipeline's and this tool's rejections
         self.stage_stats: dict[str, LatencyStats] = OrderedDict()
         self.latency = LatencyStats(100_000)
         self.processed = 0
@@ -287,8 +242,12 @@ class ReplayEvaluator:
 
     # ------------------------------------------------------------------------------- helpers
     def _error(self, key: str, msg: str) -> None:
-        self.errors[key] = self.errors.get(key, 0) + 1
-        self.last_error[key] = msg
+        self.diag.error(key, msg)
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Rejected input per kind (the keys bev_node counts in /diagnostics)."""
+        return {k: self.diag.counters.get(k, 0) for k in self.diag.last_error}
 
     def _topics(self, reader, rig: RigCalibration) -> tuple[dict[str, str], dict[str, str], str]:
         """(image topic -> camera, camera_info topic -> camera, image msgtype)."""
@@ -315,21 +274,6 @@ class ReplayEvaluator:
                 info[f"{base}/camera_info"] = cam.name
         return img, info, msgtype
 
-    def _decode(self, name: str, msg, cam, reduction: int = 1) -> np.ndarray | None:
-        try:
-            if hasattr(msg, "format"):
-                rgb = decode_compressed(msg, reduction)
-            else:
-                rgb = image_to_rgb(msg)
-        except ImageConversionError as exc:
-            self._error("corrupt_image", f"{name}: {exc}")
-            return None
-        if rgb.shape[:2] != (cam.height, cam.width):
-            self._error("bad_image_size", f"{name}: image {rgb.shape[1]}x{rgb.shape[0]}, "
-                        f"calibration {cam.width}x{cam.height}; camera masked")
-            return None
-        return rgb
-
     # ----------------------------------------------------------------------------------- run
     def run(self) -> EvalReport:
         """Evaluate the whole bag (``torch_threads`` applied for this run only)."""
@@ -348,13 +292,7 @@ class ReplayEvaluator:
     def _run(self) -> EvalReport:
         from tqdm import tqdm
 
-        from lss_bev_ros.backends import parse_backend_options
-        from lss_bev_ros.bev_processor import (
-            BevInputError,
-            BevProcessor,
-            jpeg_decode_reduction,
-            make_backend,
-        )
+        from lss_bev_ros.backends import create_backend, parse_backend_options
 
         opts = self.opts
         t_start = time.perf_counter()
@@ -372,6 +310,8 @@ class ReplayEvaluator:
             kind = ReferenceKind.parse(opts.reference)
             topics = list(img_topics) + list(info_topics)
             have = {c.topic for c in reader.connections}
+            if opts.use_tf_static and TF_STATIC_TOPIC in have:
+                topics.append(TF_STATIC_TOPIC)
             if kind.needs_lidar:
                 if LIDAR_TOPIC not in have:
                     raise BagToolError(f"reference {opts.reference} needs {LIDAR_TOPIC}")
@@ -385,44 +325,33 @@ class ReplayEvaluator:
                 n_sets = min(n_sets, opts.max_frames)
 
             model, cfg = load_model(opts)
-            extra = {"cache_dir": Path(opts.cache_dir)} if opts.cache_dir else {}
             try:
-                extra.update(parse_backend_options(opts.backend_options))
-                backend = make_backend(opts.backend, model, opts.device, opts.precision, **extra)
+                backend = create_backend(opts.backend, model, opts.device, opts.precision,
+                                         cache_dir=Path(opts.cache_dir) if opts.cache_dir
+                                         else None,
+                                         **parse_backend_options(opts.backend_options))
             except Exception as exc:
                 raise BagToolError(f"backend {opts.backend}: {exc}") from exc
             self.backend_name = str(getattr(backend, "name", opts.backend))
-            reductions = {c.name: 1 if img_type != MSG_COMPRESSED else jpeg_decode_reduction(
-                c, cfg.image.final_dim, opts.decode_reduction) for c in rig.cameras}
-            proc = BevProcessor(backend, cfg, reduced_rig(rig, reductions), opts.threshold)
+            pipe = BevPipeline(backend, cfg, rig, BevPipelineOptions(
+                compressed=img_type == MSG_COMPRESSED, decode_reduction=opts.decode_reduction,
+                threshold=opts.threshold, sync_tolerance_s=opts.sync_tolerance_s,
+                missing_timeout_s=opts.missing_timeout_s, time_jump_s=opts.time_jump_s,
+                missing_camera_policy=opts.missing_camera_policy), self.diag)
             if opts.warmup:
-                proc.process({c.name: np.zeros((c.height, c.width, 3), np.uint8)
-                              for c in proc.rig.cameras}, 0.0)
-            grid = GridSpec(proc.grid.xmin, proc.grid.ymin, proc.grid.resolution, proc.grid.nx,
-                            proc.grid.ny, "base_link")
+                pipe.warmup()
+            grid = pipe.grid
             filt = LidarFilter(z_min=opts.z_min, z_max=opts.z_max, min_points=opts.min_points)
             prefixes = list(opts.categories) or None
             ev = BevEvaluator(grid, kind, opts.threshold, opts.stamp_tolerance_s,
                               region=opts.region, lidar_filter=filt, prefixes=prefixes)
             self.evaluator = ev
-            sync: StampSynchronizer = StampSynchronizer(
-                rig.names, tolerance=opts.sync_tolerance_s, queue_size=4,
-                missing_timeout=opts.missing_timeout_s,
-                allow_partial=opts.missing_camera_policy == "mask")
-            infos: dict[str, tuple] = {}
             sample_at = set(np.linspace(0, max(n_sets - 1, 0), max(opts.n_sample_images, 0))
                             .round().astype(int).tolist()) if opts.n_sample_images else set()
             refs: OrderedDict[float, dict[str, Any]] = OrderedDict()  # for sample pictures
             pending: dict[float, tuple[int, float, dict, str, Any, dict | None]] = {}
             pbar = tqdm(total=n_sets, desc=f"eval {self.bag.name}", unit="frame",
                         disable=not opts.progress, leave=False)
-
-            def current_rig() -> RigCalibration:
-                r = rig
-                for name, (k, w, h) in infos.items():
-                    r = r.replace_camera(r.camera(name).with_intrinsics(
-                        np.asarray(k).reshape(3, 3), w, h))
-                return r
 
             def record(results: list[FrameResult]) -> None:
                 for res in results:
@@ -444,45 +373,23 @@ class ReplayEvaluator:
                     if self.on_frame is not None:
                         self.on_frame(images or {}, out[0], out[1], ref, res)
 
-            def process(s: SyncedSet) -> None:
-                t0 = time.perf_counter()
-                if self._t_first is None:
-                    self._t_first = t0
-                images: dict[str, np.ndarray] = {}
-                for name, msg in s.items.items():
-                    rgb = self._decode(name, msg, proc.rig.camera(name), reductions[name])
-                    if rgb is not None:
-                        images[name] = rgb
-                failed = [n for n in s.items if n not in images]
-                if (failed and opts.missing_camera_policy == "wait") or not images:
-                    self._error("frames_skipped", f"set {s.stamp:.6f}: no usable images")
-                    return
-                t1 = time.perf_counter()
-                try:
-                    out = proc.process(images, s.stamp, missing=tuple(s.missing) + tuple(failed))
-                except BevInputError as exc:
-                    self._error("bad_input", str(exc))
-                    return
-                t2 = time.perf_counter()
-                occ = probability_to_occupancy(out.probability, out.visible)
-                prob_q, known = occupancy_to_probability(occ, grid.nx, grid.ny)
-                t3 = time.perf_counter()
-                stages: OrderedDict[str, float] = OrderedDict()
-                stages["convert"] = (t1 - t0) * 1e3
-                stages.update(out.stage_ms)
-                stages["encode_grid"] = (t3 - t2) * 1e3
-                lat = (t3 - t0) * 1e3
-                self.model_wall_s += t2 - t1
-                for k, v in stages.items():
+            def on_frame(frame: BevFrame, images: dict[str, np.ndarray] | None) -> None:
+                # the grid as eval_node reads it from the OccupancyGrid bev_node publishes
+                prob_q, known = occupancy_to_probability(frame.occupancy, grid.nx, grid.ny)
+                lat = frame.total_ms
+                self.model_wall_s += sum(v for k, v in frame.stage_ms.items()
+                                         if k not in ("convert", "encode_grid")) * 1e-3
+                for k, v in frame.stage_ms.items():
                     self.stage_stats.setdefault(k, LatencyStats(100_000)).add(v)
                 self.latency.add(lat)
                 keep = self.processed in sample_at or self.on_frame is not None
-                pending[s.stamp] = (self.processed, lat, dict(stages), ",".join(out.missing),
-                                    (prob_q, known) if keep else None,
-                                    images if keep else None)
+                pending[frame.stamp] = (self.processed, lat, dict(frame.stage_ms),
+                                        ",".join(frame.missing),
+                                        (prob_q, known) if keep else None,
+                                        images if keep else None)
                 self.processed += 1
                 pbar.update(1)
-                record(ev.add_grid(s.stamp, prob_q, known, lat))
+                record(ev.add_grid(frame.stamp, prob_q, known, lat))
                 self._t_last = time.perf_counter()
 
             try:
@@ -504,33 +411,42 @@ class ReplayEvaluator:
                         self._error("undecodable_record", f"{topic} @ {t_ns}: {exc}")
                         continue
                     if topic in img_topics:
-                        out = sync.add(img_topics[topic], stamp_sec(msg.header), msg, now)
-                        if out is not None:
-                            process(out)
+                        s = pipe.add_image(img_topics[topic], msg)
+                        if s is None:
+                            continue
+                        if self._t_first is None:
+                            self._t_first = time.perf_counter()
+                        keep = self.processed in sample_at or self.on_frame is not None
+                        frame = pipe.process(s)
+                        if frame is not None:
+                            on_frame(frame, self._images(pipe, s) if keep else None)
                     elif topic in info_topics:
-                        name = info_topics[topic]
-                        key = (tuple(float(v) for v in msg.k), int(msg.width), int(msg.height))
-                        k = np.asarray(key[0]).reshape(3, 3)
-                        if infos.get(name) != key:
-                            if (not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0
-                                    or key[1] <= 0 or key[2] <= 0):
-                                self._error("bad_camera_info", f"{name}: invalid K / size")
-                            else:
-                                infos[name] = key
-                                proc.set_rig(reduced_rig(current_rig(), reductions))
+                        pipe.add_camera_info(info_topics[topic], list(msg.k), int(msg.width),
+                                             int(msg.height))
+                    elif topic == TF_STATIC_TOPIC:
+                        for tr in msg.transforms:
+                            q, t = tr.transform.rotation, tr.transform.translation
+                            pipe.add_static_transform(tr.header.frame_id, tr.child_frame_id,
+                                                      [q.w, q.x, q.y, q.z], [t.x, t.y, t.z])
                     elif topic == LIDAR_TOPIC:
                         self._on_cloud(msg, ev, lidar_extr, refs, record)
                     elif topic == GT_BOXES_TOPIC:
                         self._on_boxes(msg, ev, refs, record)
-                    if opts.missing_camera_policy == "mask":
-                        out = sync.poll(now)
-                        if out is not None:
-                            process(out)
             finally:
                 pbar.close()
             record(ev.flush())
         self.wall_s = time.perf_counter() - t_start
         return self._report()
+
+    @staticmethod
+    def _images(pipe: BevPipeline, s: Any) -> dict[str, np.ndarray]:
+        """Decoded camera images of a set (for sample pictures and the video)."""
+        out = {}
+        for name, msg in s.items.items():
+            rgb = pipe.decode(name, msg)
+            if rgb is not None:
+                out[name] = rgb
+        return out
 
     # -------------------------------------------------------------------------- references
     def _remember(self, refs: OrderedDict, stamp: float, key: str, value: Any) -> None:
@@ -545,7 +461,7 @@ class ReplayEvaluator:
             self._error("bad_pointcloud", str(exc))
             return
         if dropped:
-            self.errors["non_finite_points"] = self.errors.get("non_finite_points", 0) + dropped
+            self.diag.count("non_finite_points", dropped)
         frame = msg.header.frame_id
         if frame == ev.grid.frame_id:
             pass
@@ -625,8 +541,9 @@ class ReplayEvaluator:
             "throughput_fps": self.processed / window if window > 0 else math.nan,
             "model_fps": self.processed / self.model_wall_s if self.model_wall_s > 0
             else math.nan,
-            "errors": dict(self.errors),
-            "last_errors": dict(self.last_error),
+            "errors": self.errors,
+            "last_errors": dict(self.diag.last_error),
+            "counters": dict(self.diag.counters),
         })
         stages = {k: {"p50": s.p50, "p90": s.p90, "p99": s.p99, "mean": s.mean, "max": s.max,
                       "count": len(s)} for k, s in self.stage_stats.items()}

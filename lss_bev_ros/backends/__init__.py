@@ -29,6 +29,9 @@ for backends that run the per-frame model as one graph (``onnxruntime`` mode who
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -43,30 +46,33 @@ from .base import (
     LSSBackend,
 )
 
-BACKEND_NAMES: tuple[str, ...] = (
-    "torch",
-    "torch_compile",
-    "onnxruntime",
-    "tensorrt",
-    "cuda_graphs",
-)
+BACKENDS: Mapping[str, tuple[str, str]] = {
+    "torch": ("torch_backends", "TorchBackend"),
+    "torch_compile": ("torch_backends", "TorchCompileBackend"),
+    "cuda_graphs": ("torch_backends", "CudaGraphsBackend"),
+    "onnxruntime": ("onnxruntime_backend", "OnnxRuntimeBackend"),
+    "tensorrt": ("tensorrt_backend", "TensorRTBackend"),
+}
+"""The one backend registry: name -> (module in this package, class). bev_node's ``backend``
+choices, ``lss-bev-bag eval --backend``, ``lss-bev-export`` and the README table read it."""
+
+BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)
 
 
-def _backend_class(name: str) -> type[LSSBackend]:
-    if name in ("torch", "torch_compile", "cuda_graphs"):
-        from .torch_backends import CudaGraphsBackend, TorchBackend, TorchCompileBackend
+def backend_class(name: str) -> type[LSSBackend]:
+    """The class registered as ``name`` (imported on first use: runtimes load lazily)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES)}")
+    module, cls = BACKENDS[name]
+    found: type[LSSBackend] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+    return found
 
-        return {"torch": TorchBackend, "torch_compile": TorchCompileBackend,
-                "cuda_graphs": CudaGraphsBackend}[name]
-    if name == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend
-    if name == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend
-    raise ValueError(f"unknown backend {name!r}; choose one of {list(BACKEND_NAMES)}")
+def backend_option_names(name: str) -> tuple[str, ...]:
+    """Keyword options backend ``name`` accepts beyond (model, device, precision, cache_dir)."""
+    sig = inspect.signature(backend_class(name).__init__)
+    return tuple(p for p in sig.parameters
+                 if p not in ("self", "model", "device", "precision", "cache_dir", "logger"))
 
 
 def create_backend(
@@ -83,13 +89,13 @@ def create_backend(
     in ``~/.cache/lss_bev_ros/engines``). Raises :class:`BackendUnavailableError` when the
     runtime is missing and :class:`BackendOptionError` for unsupported combinations.
     """
-    cls = _backend_class(str(name))
-    try:
-        return cls(model, device=device, precision=precision, cache_dir=cache_dir, **options)
-    except TypeError as exc:  # unknown option name: say which backend rejected it
-        if "unexpected keyword" in str(exc):
-            raise BackendOptionError(f"{name} backend: {exc}") from exc
-        raise
+    cls = backend_class(str(name))
+    known = backend_option_names(str(name))
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise BackendOptionError(f"{name} backend has no option(s) {unknown}; its options: "
+                                 f"{list(known)}")
+    return cls(model, device=device, precision=precision, cache_dir=cache_dir, **options)
 
 
 def parse_backend_options(text: str) -> dict[str, Any]:
@@ -158,6 +164,7 @@ def backend_availability(device: str = "cpu") -> dict[str, str | None]:
 
 
 __all__ = [
+    "BACKENDS",
     "BACKEND_NAMES",
     "PRECISIONS",
     "STAGES",
@@ -166,6 +173,8 @@ __all__ = [
     "BackendUnavailableError",
     "LSSBackend",
     "backend_availability",
+    "backend_class",
+    "backend_option_names",
     "create_backend",
     "parse_backend_options",
 ]

@@ -372,6 +372,48 @@ def parses_with(parse: Callable[[Any], Any]) -> Callable[[Any], str | None]:
     return validate
 
 
+def topic_error(v: str) -> str | None:
+    """Validator: an absolute topic name."""
+    return None if str(v).startswith("/") else "must be an absolute topic (start with /)"
+
+
+def camera_template_error(v: str) -> str | None:
+    """Validator: an absolute topic template containing ``{camera}``."""
+    if not str(v).startswith("/"):
+        return "must be an absolute topic (start with /)"
+    if "{camera}" not in str(v):
+        return "must contain {camera} (replaced by the camera frame id, e.g. cam_front)"
+    return None
+
+
+def camera_topic(template: str, frame_id: str) -> str:
+    """The one way ``{camera}`` is filled: the camera's frame id (``cam_front``)."""
+    return template.replace("{camera}", frame_id)
+
+
+def cameras_error(v: Sequence[str]) -> str | None:
+    """Validator: a non-empty list of unique, non-empty camera names."""
+    if not v or any(not str(c) for c in v):
+        return "at least one (non-empty) camera name needed"
+    return None if len(set(v)) == len(v) else "camera names must be unique"
+
+
+def device_error(v: str, check_runtime: bool = False) -> str | None:
+    """Validator: a torch device string, ``cpu``, ``cuda`` or ``cuda:N`` (both models and every
+    backend take these); with ``check_runtime`` also that CUDA is there for a CUDA device."""
+    d = str(v).strip().lower()
+    if d == "cpu":
+        return None
+    if d != "cuda" and not (d.startswith("cuda:") and d[5:].isdigit()):
+        return f"{v!r} is not 'cpu', 'cuda' or 'cuda:N'"
+    if check_runtime:
+        import torch
+
+        if not torch.cuda.is_available():
+            return f"{v!r} needs CUDA, but torch sees no GPU (use cpu)"
+    return None
+
+
 def sensor_qos(depth: int = 1, reliable: bool = False) -> QoSProfile:
     """Sensor-data QoS: keep-last ``depth``, best-effort unless ``reliable``."""
     return QoSProfile(

@@ -153,90 +153,117 @@ def _unknown(g: OccupancyGrid) -> int:
     return int((np.asarray(g.data, dtype=np.int8) < 0).sum())
 
 
-def test_bev_node_outputs_and_bad_raw_input(ros_context, small_rig, camera_images):
-    r = _start(ros_context, small_rig, False, camera_images)
+@pytest.fixture
+def raw(ros_context, small_rig, camera_images):
+    """bev_node on raw images (no warm-up frame), a first good set already published."""
+    r = _start(ros_context, small_rig, False, camera_images, warmup=False)
     try:
-        # 1. a good set: well-formed grid stamped with the input stamp, image, timing
         r.publish_set(1.0)
-        g = r.wait_grid(1.0)
-        assert g.header.frame_id == "base_link"
-        assert (g.info.width, g.info.height, g.info.resolution) == (200, 200, 0.5)
-        assert (g.info.origin.position.x, g.info.origin.position.y) == (-50.0, -50.0)
-        assert g.info.origin.orientation.w == 1.0
-        data = np.asarray(g.data, dtype=np.int8)
-        assert data.size == 40000 and data.min() >= -1 and data.max() <= 100
-        full_unknown = _unknown(g)
-        assert 0 < full_unknown < 40000 * 0.6  # cells nobody sees (ego, far corners) are -1
-        _, known = occupancy_to_probability(g.data, 200, 200)
-        assert known.sum() == 40000 - full_unknown
-        assert r.spin_until(lambda: r.timings and r.bev_images, 10.0)
-        tm = r.timings[0]
-        assert tm.header.stamp == _t(1.0) and tm.node_name == "bev_node"
-        names = [s.name for s in tm.stages]
-        for stage in ("convert", "preprocess", "camera_encoder", "voxel_pooling",
-                      "bev_encoder", "publish"):
-            assert stage in names
-        assert tm.total_ms > 0 and tm.node_latency_ms > 0 and tm.frames_processed == 1
-        # stamps of 1 s against today's wall clock: no stamp latency, the mismatch is explained
-        assert math.isnan(tm.latency_ms)
-        r.wait_diag("clock_mismatch", "1")
-        assert float(r.diag["node_latency_p50_ms"]) > 0
-        bi = r.bev_images[0]
-        assert (bi.encoding, bi.height, bi.width) == ("rgb8", 400, 400)
-
-        # 2. wrong encoding on CAM_FRONT: masked for this frame, counted, output continues
-        bad = r.image_msg("CAM_FRONT", 2.0, encoding="yuv422")
-        r.publish_set(2.0, override={"CAM_FRONT": bad})
-        g2 = r.wait_grid(2.0)
-        assert _unknown(g2) > full_unknown  # CAM_FRONT's view is now unknown
-        r.wait_diag("bad_encoding", "1")
-        assert "yuv422" in r.diag["last_error.bad_encoding"]
-
-        # 3. wrong image size on CAM_BACK
-        small = np.zeros((60, 120, 3), np.uint8)
-        r.publish_set(3.0, override={"CAM_BACK": r.image_msg("CAM_BACK", 3.0, small)})
-        r.wait_grid(3.0)
-        r.wait_diag("bad_image_size", "1")
-
-        # 4. out-of-order stamp (older than the last processed set): dropped and counted
-        r.pub_img["CAM_FRONT"].publish(r.image_msg("CAM_FRONT", 2.5))
-        r.wait_diag("out_of_order_stamp", "1")
-        r.publish_set(4.0)
-        r.wait_grid(4.0)
-
-        # 5. CAM_BACK_RIGHT stops: policy mask -> reported, output continues without it. The
-        # sync is clocked by stamps: the others' stamps must move on by > missing_timeout_s
-        # (0.6 s) twice (4 -> 5 -> 5.5) before the silent camera counts as missing; wall time
-        # and CPU load play no part.
-        r.publish_set(5.0, skip=("CAM_BACK_RIGHT",))
-        r.publish_set(5.5, skip=("CAM_BACK_RIGHT",))
-        g5 = r.wait_grid(5.5)
-        assert _unknown(g5) > full_unknown
-        r.wait_diag("missing_cameras", "CAM_BACK_RIGHT")
-        assert int(r.diag["camera_missing"]) >= 1
-        assert "policy mask" in r.diag["last_error.camera_missing"]
-
-        # 6. policy wait: nothing published while a camera is missing, said so in diagnostics
-        r.node.set_parameters([Parameter("missing_camera_policy", value="wait")])
-        r.publish_set(6.0, skip=("CAM_BACK_RIGHT",))
-        r.wait_diag("waiting", "True")
-        assert "WAITING" in r.diag["last_error.camera_missing"]
-        assert not r.spin_until(lambda: any(x.header.stamp == _t(6.0) for x in r.grids), 2.0)
-        r.publish_set(7.0)  # camera back
-        g7 = r.wait_grid(7.0)
-        assert _unknown(g7) == full_unknown
-        r.wait_diag("missing_cameras", "none")
-        # every processed set gave one grid (set 5.0 may have been replaced by 5.5 unprocessed)
-        assert r.spin_until(lambda: int(r.diag.get("frames_processed", 0)) == len(
-            {(g.header.stamp.sec, g.header.stamp.nanosec) for g in r.grids}), 5.0), r.diag
-
-        # 7. the stamps jump back (bag looped): synchronisation restarts, output continues
-        r.publish_set(1.2)
-        r.wait_grid(1.2)
-        r.wait_diag("time_jump", "1")
-        assert "restarting synchronisation" in r.diag["last_error.time_jump"]
+        r.first = r.wait_grid(1.0)
+        yield r
     finally:
         r.close()
+
+
+def test_grid_image_and_timing_are_well_formed_and_carry_the_input_stamp(raw):
+    g = raw.first
+    assert g.header.frame_id == "base_link"
+    assert (g.info.width, g.info.height, g.info.resolution) == (200, 200, 0.5)
+    assert (g.info.origin.position.x, g.info.origin.position.y) == (-50.0, -50.0)
+    assert g.info.origin.orientation.w == 1.0
+    data = np.asarray(g.data, dtype=np.int8)
+    assert data.size == 40000 and data.min() >= -1 and data.max() <= 100
+    unknown = _unknown(g)
+    assert 0 < unknown < 40000 * 0.6  # cells nobody sees (ego, far corners) are -1
+    _, known = occupancy_to_probability(g.data, 200, 200)
+    assert known.sum() == 40000 - unknown
+    assert raw.spin_until(lambda: raw.timings and raw.bev_images, 10.0)
+    tm = raw.timings[0]
+    assert tm.header.stamp == _t(1.0) and tm.node_name == "bev_node"
+    names = [s.name for s in tm.stages]
+    for stage in ("convert", "preprocess", "camera_encoder", "voxel_pooling",
+                  "bev_encoder", "publish"):
+        assert stage in names
+    assert tm.total_ms > 0 and tm.node_latency_ms > 0 and tm.frames_processed == 1
+    # stamps of 1 s against today's wall clock: no stamp latency, the mismatch is explained
+    assert math.isnan(tm.latency_ms)
+    raw.wait_diag("clock_mismatch", "1")
+    assert float(raw.diag["node_latency_p50_ms"]) > 0
+    bi = raw.bev_images[0]
+    assert (bi.encoding, bi.height, bi.width) == ("rgb8", 400, 400)
+
+
+def test_wrong_encoding_masks_that_camera_for_that_set_and_is_counted(raw):
+    bad = raw.image_msg("CAM_FRONT", 2.0, encoding="yuv422")
+    raw.publish_set(2.0, override={"CAM_FRONT": bad})
+    assert _unknown(raw.wait_grid(2.0)) > _unknown(raw.first)  # CAM_FRONT's view is unknown
+    raw.wait_diag("bad_encoding", "1")
+    assert "yuv422" in raw.diag["last_error.bad_encoding"]
+    raw.publish_set(3.0)
+    assert _unknown(raw.wait_grid(3.0)) == _unknown(raw.first)
+
+
+def test_wrong_image_size_masks_that_camera_and_is_counted(raw):
+    small = np.zeros((60, 120, 3), np.uint8)
+    raw.publish_set(2.0, override={"CAM_BACK": raw.image_msg("CAM_BACK", 2.0, small)})
+    assert _unknown(raw.wait_grid(2.0)) > _unknown(raw.first)
+    raw.wait_diag("bad_image_size", "1")
+    assert "CAM_BACK" in raw.diag["last_error.bad_image_size"]
+
+
+def test_out_of_order_stamp_is_dropped_and_counted(raw):
+    raw.publish_set(2.0)
+    raw.wait_grid(2.0)
+    raw.pub_img["CAM_FRONT"].publish(raw.image_msg("CAM_FRONT", 1.5))
+    raw.wait_diag("out_of_order", "1")
+    raw.publish_set(3.0)
+    raw.wait_grid(3.0)
+
+
+def test_silent_camera_is_named_missing_and_masked_while_output_continues(raw):
+    # stamps only: the others' stamps must pass the set by > missing_timeout_s (0.6 s)
+    for t in (2.0, 2.5, 3.0):
+        raw.publish_set(t, skip=("CAM_BACK_RIGHT",))
+    g = raw.wait_grid(3.0)  # 2.0 (waited for CAM_BACK_RIGHT) may be superseded by 2.5
+    assert _unknown(g) > _unknown(raw.first)
+    raw.wait_diag("missing_cameras", "CAM_BACK_RIGHT")
+    assert "CAM_BACK_RIGHT" in raw.diag["last_error.camera_missing"]
+    raw.publish_set(4.0)  # back: full sets again
+    raw.publish_set(4.5)
+    assert _unknown(raw.wait_grid(4.5)) == _unknown(raw.first)
+    raw.wait_diag("missing_cameras", "none")
+
+
+def test_policy_wait_publishes_nothing_while_a_camera_is_missing(raw):
+    raw.node.set_parameters([Parameter("missing_camera_policy", value="wait")])
+    for t in (2.0, 2.5, 3.0):
+        raw.publish_set(t, skip=("CAM_BACK_RIGHT",))
+    raw.wait_diag("missing_cameras", "CAM_BACK_RIGHT")
+    assert "waiting for it" in raw.diag["last_error.camera_missing"]
+    assert not raw.spin_until(lambda: len(raw.grids) > 1, 2.0)
+    raw.publish_set(4.0)
+    raw.publish_set(4.5)
+    assert _unknown(raw.wait_grid(4.5)) == _unknown(raw.first)
+
+
+def test_camera_with_a_clock_offset_is_named_and_the_others_go_on(raw):
+    """CAM_FRONT's stamps are 0.2 s ahead: named as offset, grids keep coming without it."""
+    for i in range(8):
+        t = 2.0 + 0.5 * i
+        raw.publish_set(t, override={"CAM_FRONT": raw.image_msg("CAM_FRONT", t + 0.2)})
+    assert raw.spin_until(lambda: len(raw.grids) >= 3, 60.0), raw.diag
+    raw.wait_diag("offset_cameras", "CAM_FRONT +0.200 s")
+    assert "CAM_FRONT" in raw.diag["last_error.camera_offset"]
+
+
+def test_looped_stamps_restart_synchronisation_and_output_continues(raw):
+    for t in (2.0, 8.0, 8.5):
+        raw.publish_set(t)
+    raw.wait_grid(8.5)
+    raw.publish_set(1.2)
+    raw.wait_grid(1.2)
+    raw.wait_diag("time_jump", "1")
+    assert "synchronisation restarted" in raw.diag["last_error.time_jump"]
 
 
 def test_bev_node_corrupt_jpeg(ros_context, small_rig, camera_images):
@@ -257,7 +284,7 @@ def test_bev_node_corrupt_jpeg(ros_context, small_rig, camera_images):
         from rclpy.lifecycle import TransitionCallbackReturn as Ret
 
         assert r.node.trigger_deactivate() == Ret.SUCCESS
-        assert r.node.processor is None and r.node.backend is None and not r.node.active
+        assert r.node.pipeline is None and not r.node.active
         r.publish_set(4.0)
         assert not r.spin_until(lambda: any(x.header.stamp == _t(4.0) for x in r.grids), 2.0)
         assert r.node.trigger_activate() == Ret.SUCCESS and r.node.active
@@ -273,7 +300,8 @@ def test_bev_node_runs_a_checkpoint_and_rejects_missing_weights(
         ros_context, small_rig, camera_images, tmp_path):
     import torch
 
-    from lss_bev_ros.bev_processor import BevProcessor, TorchModelBackend
+    from lss_bev_ros.backends import create_backend
+    from lss_bev_ros.bev_processor import BevProcessor
     from lss_bev_ros.conversions import probability_to_occupancy
     from lss_bev_ros.lss.checkpoint import load_checkpoint, save_checkpoint
     from lss_bev_ros.lss.config import LSSConfig
@@ -297,7 +325,7 @@ def test_bev_node_runs_a_checkpoint_and_rejects_missing_weights(
         g = r.wait_grid(1.0)
         # the node ran exactly these weights: same grid as the ROS-free core on the same images
         model, cfg, _ = load_checkpoint(ckpt)
-        out = BevProcessor(TorchModelBackend(model), cfg, load_rig_yaml(small_rig)).process(
+        out = BevProcessor(create_backend("torch", model), cfg, load_rig_yaml(small_rig)).process(
             camera_images, 1.0)
         want = probability_to_occupancy(out.probability, out.visible)
         got = np.asarray(g.data, dtype=np.int8)
@@ -363,12 +391,12 @@ def test_bev_node_takes_extrinsics_from_tf_static(ros_context, small_rig, camera
     try:
         r.ex.add_node(pub_node)
         r.wait_diag("extrinsics_source", "tf_static for 1 of 6 cameras, rig_file for the others")
-        got = r.node.rig.camera("CAM_BACK_RIGHT")
+        got = r.node.pipeline.current_rig().camera("CAM_BACK_RIGHT")
         np.testing.assert_allclose(got.rotation, want_r, atol=1e-9)
         np.testing.assert_allclose(got.translation, want_t, atol=1e-9)
-        np.testing.assert_allclose(r.node.processor.rig.camera("CAM_BACK_RIGHT").rotation,
+        np.testing.assert_allclose(r.node.pipeline.processor.rig.camera("CAM_BACK_RIGHT").rotation,
                                    want_r, atol=1e-9)
-        front = r.node.rig.camera("CAM_FRONT")
+        front = r.node.pipeline.current_rig().camera("CAM_FRONT")
         assert np.array_equal(front.rotation, rig.camera("CAM_FRONT").rotation)
         assert r.node.diag.counters["bad_tf"] == 1
         r.publish_set(1.0)

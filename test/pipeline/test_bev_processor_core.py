@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from lss_bev_ros.backends import create_backend
 from lss_bev_ros.bev_processor import (
     BevInputError,
     BevProcessor,
-    TorchModelBackend,
     camera_visibility,
-    make_backend,
 )
 from lss_bev_ros.calibration import NUSCENES_CAMERAS, load_rig_yaml
 from lss_bev_ros.conversions import GridSpec
@@ -44,7 +43,7 @@ def test_process_output_matches_direct_model_and_rebuilds_only_on_change(
         model_cfg, images, synth_rig_file):
     model, cfg = model_cfg
     rig = load_rig_yaml(synth_rig_file)
-    backend = make_backend("torch", model)
+    backend = create_backend("torch", model)
     proc = BevProcessor(backend, cfg, rig, threshold=0.5)
     out = proc.process(images, 12.5)
     assert out.probability.shape == (200, 200) and out.probability.dtype == np.float32
@@ -76,7 +75,7 @@ def test_process_output_matches_direct_model_and_rebuilds_only_on_change(
 def test_missing_camera_is_excluded_exactly(model_cfg, images, synth_rig_file):
     model, cfg = model_cfg
     rig = load_rig_yaml(synth_rig_file)
-    proc = BevProcessor(TorchModelBackend(model), cfg, rig)
+    proc = BevProcessor(create_backend("torch", model), cfg, rig)
     five = {k: v for k, v in images.items() if k != "CAM_BACK"}
     out = proc.process(five, 1.0)
     assert out.missing == ("CAM_BACK",)
