@@ -38,7 +38,12 @@ class ObjectsConfig:
     bev_max_range_m: float = 30.0  # no BEV range cue for objects the geometry puts further
     blob_max_area_ratio: float = 2.2  # blob area / prior footprint above this = several objects
     blob_min_elongation: float = 1.4  # major/minor std ratio below this: heading not observed
-    bev_only_score: float = 0.3  # score scale of blobs no detection explains (fused mode)
+    # vehicles the BEV cues are used for: the LSS grid segments vehicles; buses (11 m, rare in
+    # its training scenes) merge with neighbours in the 0.5 m grid and lose more than they gain
+    bev_classes: tuple[str, ...] = ("car", "truck")
+    fuse_blob_position: bool = True  # fuse a single-object blob's centroid into the position
+    blob_position_sigma_m: float = 0.8  # std of a blob centroid as an object centre (+ its spread)
+    bev_only_score: float = 0.0  # score scale of blobs no detection explains (fused mode)
     # cross-camera merge
     merge_chi2: float = 9.21  # Mahalanobis^2 gate (2 dof, 99 %)
     merge_max_m: float = 2.5  # and at most this far apart, m

@@ -219,9 +219,11 @@ class SubmissionWriter:
 class SampleIndex:
     """Key-frame lookup of a dataroot: stamp (s) -> sample token, token -> ego pose, scene.
 
-    Bags from ``lss-bev-bag convert`` stamp every message with its sensor timestamp; a key frame
-    is matched by its LIDAR_TOP timestamp (= the sample timestamp), nearest within
-    ``tolerance_s``.
+    Bags from ``lss-bev-bag convert`` stamp every message with its sensor timestamp and carry no
+    sample tokens; a frame (camera-set stamp) is matched to the key frame whose LIDAR_TOP
+    timestamp (= the sample timestamp) is nearest, within ``tolerance_s`` (synthetic data: all
+    sensors of a key frame share one timestamp; real nuScenes: cameras fire up to ~50 ms around
+    the sweep; key frames are 500 ms apart).
     """
 
     stamps: np.ndarray  # S, seconds, sorted
@@ -247,7 +249,7 @@ class SampleIndex:
         return cls(np.array([r[0] for r in rows]), tuple(r[1] for r in rows),
                    {r[1]: r[2] for r in rows}, {r[1]: r[3] for r in rows})
 
-    def token_at(self, stamp: float, tolerance_s: float = 0.02) -> str | None:
+    def token_at(self, stamp: float, tolerance_s: float = 0.1) -> str | None:
         """Sample token whose key frame is within ``tolerance_s`` of ``stamp`` (s), else None."""
         if len(self.stamps) == 0:
             return None

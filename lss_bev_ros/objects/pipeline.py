@@ -141,7 +141,8 @@ class ObjectPipeline:
         for box, c, k in zip(xyxy, conf, cls, strict=True):
             label = self._labels[int(k)]
             pr = prior(label)
-            lift = lift_box(cam, box, pr, prob, blobs, self.grid, cfg, use_bev)
+            bev_here = use_bev and label in cfg.bev_classes  # the grid segments vehicles only
+            lift = lift_box(cam, box, pr, prob, blobs, self.grid, cfg, bev_here)
             if lift is None:
                 issues["no_range"] += 1
                 continue
@@ -150,13 +151,14 @@ class ObjectPipeline:
             yaw = 0.0  # unobserved: parallel to the ego (road direction); a track fixes it
             yaw_observed, yaw_var = False, float("nan")
             blob_ok = False
-            blob = self._blob_at(blobs, lift.blob, pos) if use_bev and blobs else None
+            blob = self._blob_at(blobs, lift.blob, pos) if bev_here and blobs else None
             if blob is not None:
                 blob_ok = blob.area <= cfg.blob_max_area_ratio * pr.length * pr.width
                 if blob_ok:
-                    bcov = 0.25 * blob.cov + np.eye(2) * 0.3**2
+                    bcov = 0.25 * blob.cov + np.eye(2) * cfg.blob_position_sigma_m**2
                     d = blob.centre - pos
-                    if float(d @ np.linalg.solve(cov + bcov, d)) <= cfg.merge_chi2:
+                    if cfg.fuse_blob_position and float(
+                            d @ np.linalg.solve(cov + bcov, d)) <= cfg.merge_chi2:
                         pos, cov = _fuse_gaussians([pos, blob.centre], [cov, bcov])
                     if blob.elongation >= cfg.blob_min_elongation and label != "pedestrian":
                         yaw, yaw_observed = blob.yaw, True
@@ -165,8 +167,8 @@ class ObjectPipeline:
                                                0.8 * pr.length, 1.3 * pr.length))
                         width = float(np.clip(0.6 * pr.width + 0.4 * blob.width,
                                               0.8 * pr.width, 1.3 * pr.width))
-            support = lift.bev_peak if use_bev else 0.0
-            score = float(c) * (0.7 + 0.3 * support) if use_bev else float(c)
+            support = lift.bev_peak if bev_here else 0.0
+            score = float(c) * (0.7 + 0.3 * support) if bev_here else float(c)
             obj = Object3D(
                 float(pos[0]), float(pos[1]), cfg.ground_z + 0.5 * height, length, width,
                 height, yaw, yaw_observed, label, float(c), score, cov,

@@ -44,6 +44,7 @@ class Track:
     hits: int = 1
     confirmed: bool = False
     existence: float = 0.5
+    score_ema: float = 0.5
     score_sum: float = 0.0
     labels: Counter = field(default_factory=Counter)
     size: np.ndarray = field(default_factory=lambda: np.zeros(3))  # l, w, h m (running mean)
@@ -98,7 +99,8 @@ class GroundTracker:
         t.z = ob.z
         t.yaw, t.yaw_observed = ob.yaw, ob.yaw_observed
         t.label_probability = ob.label_probability
-        t.existence = ob.existence_probability
+        t.score_ema = ob.existence_probability
+        t.existence = 0.75 * ob.existence_probability
         t.score_sum = ob.existence_probability
         t.cameras = ob.cameras
         t.confirmed = cfg.confirm_hits <= 1 or ob.existence_probability >= cfg.confirm_score
@@ -141,7 +143,10 @@ class GroundTracker:
         a = 0.3
         t.size = (1 - a) * t.size + a * np.array([ob.length, ob.width, ob.height])
         t.z = (1 - a) * t.z + a * ob.z
-        t.existence = 1.0 - (1.0 - t.existence) * (1.0 - 0.6 * ob.existence_probability)
+        # existence: running mean of the supporting detections' scores, raised with the number
+        # of hits (one hit: 0.75 of it, many: -> 1), decayed while coasting (see step)
+        t.score_ema = 0.6 * t.score_ema + 0.4 * ob.existence_probability
+        t.existence = t.score_ema * (1.0 - 0.25 * 0.5 ** (t.hits - 1))
         t.score_sum += ob.existence_probability
         t.cameras = ob.cameras
         if self.is_moving(t):

@@ -92,7 +92,7 @@ def test_sample_index_maps_a_lidar_stamp_to_its_sample_token(eval_nusc) -> None:
     tok = idx.tokens[2]
     sd = eval_nusc.get("sample_data", eval_nusc.get("sample", tok)["data"]["LIDAR_TOP"])
     assert idx.token_at(sd["timestamp"] * 1e-6 + 0.005) == tok
-    assert idx.token_at(sd["timestamp"] * 1e-6 + 0.2) is None
+    assert idx.token_at(sd["timestamp"] * 1e-6 + 0.2) is None  # key frames are 0.5 s apart
 
 
 def test_custom_splits_refuse_a_predefined_split_name(tmp_path) -> None:
