@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from lss_bev_ros.backends import BACKEND_NAMES, PRECISIONS
+from lss_bev_ros.eval.reference import ReferenceKind
 from rosbag_tools.bagio import BagToolError
 
 
@@ -77,17 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "model allows; write per-frame CSV/JSON, summary, plots, optional video.")
     e.add_argument("bag")
     e.add_argument("--weights", required=True, help="LSS checkpoint (.pt)")
-    e.add_argument("--backend", default="torch",
-                   help="torch | torch_compile | onnxruntime | tensorrt (default torch)")
-    e.add_argument("--device", default="cpu", help="cpu | cuda")
-    e.add_argument("--precision", default="fp32", help="fp32 | fp16 | bf16")
+    e.add_argument("--backend", default="torch", choices=BACKEND_NAMES,
+                   help="inference backend (default torch)")
+    e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    e.add_argument("--precision", default="fp32", choices=PRECISIONS)
     e.add_argument("--backend-options", default="",
                    help="'key=value, ...' backend options, as bev_node's backend_options "
                    "(e.g. 'mode=stages, bev_encoder=torch_bf16')")
     e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
     e.add_argument("--rig", default=None, help="rig YAML (default: beside the bag / embedded)")
     e.add_argument("--reference", default="lidar",
-                   choices=("lidar", "gt_boxes", "lidar_in_boxes"),
+                   choices=[k.name.lower() for k in ReferenceKind],
                    help="reference occupancy (default lidar, as eval_node)")
     e.add_argument("--threshold", type=float, default=0.5, help="occupancy threshold")
     e.add_argument("--region", default="all", choices=("all", "visible"),
