@@ -187,8 +187,8 @@ def lidar_visibility(
     may pass over a car; lower, under one), up to the cell of the return. Cells with
     ``>= filt.min_points`` obstacle returns (band, like :func:`lidar_occupancy`) are observed
     *occupied* (this wins over free); cells of ground returns (below the band) are observed
-    free. Everything else, e.g. behind the first
-    obstacle, is unknown: ``observed`` is False there.
+    free. Everything else, e.g. behind the first obstacle, is unknown: ``observed`` is False.
+    Beams ending in the same cell and 0.1 m height bin are cast once (the first of them).
     """
     pts = np.asarray(points_base, dtype=np.float64)
     if pts.ndim != 2 or (pts.size and pts.shape[1] < 3):
@@ -208,7 +208,7 @@ def lidar_visibility(
     ground = pts[pts[:, 2] < filt.z_min]
     gx, gy, gin = grid.cell_of(ground[:, 0], ground[:, 1])
     free[gx[gin], gy[gin]] = True
-    # beams: free where a sample lies in the obstacle band, before the return's cell
+    # beams: free where a sample lies in the free band, before the return's cell
     free_top = min(filt.free_z_max, filt.z_max)
     step = float(step) if step is not None else grid.resolution * RAY_STEP_CELLS
     if not step > 0:
