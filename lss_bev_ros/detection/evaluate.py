@@ -234,7 +234,8 @@ def evaluate_sets(
     """
     import time
 
-    from lss_bev_ros.detection.tracking import MultiCameraTracker, TrackerConfig, publishable
+    from lss_bev_ros.detection.pipeline import DetectionPipeline
+    from lss_bev_ros.detection.tracking import TrackerConfig
 
     t0 = time.perf_counter()
     det_eval = DetectionEval(len(detector.names), iou_threshold, conf_threshold)
@@ -242,22 +243,20 @@ def evaluate_sets(
     cfg = tracker_config or TrackerConfig()
     n_sets = 0
     for name, sets in sequences:
-        tracker = None
+        pipe = None
         for cam_set in sets:
-            cams = [c for c, _, _ in cam_set]
-            if tracker is None:
-                tracker = MultiCameraTracker(cams, cfg)
-            dets = detector.detect([im for _, im, _ in cam_set])
-            for (cam, _, g), d in zip(cam_set, dets, strict=True):
+            if pipe is None:  # a fresh tracker per sequence, as detector_node after a restart
+                pipe = DetectionPipeline(detector, [c for c, _, _ in cam_set], conf_threshold,
+                                         tracking=True, tracker_config=cfg)
+            res = pipe.run([(c, im) for c, im, _ in cam_set])
+            for (cam, _, g), d, tracked in zip(cam_set, res.raw, res.published, strict=True):
                 h = g.xyxy[:, 3] - g.xyxy[:, 1]
                 valid = h >= min_height_px
                 gxy, gcls = g.xyxy[valid], g.cls[valid]
                 gids = [i for i, v in zip(g.instance, valid, strict=True) if v]
                 ignored = g.xyxy[~valid]
                 det_eval.add(drop_ignored(d, gxy, ignored, iou_threshold), gxy, gcls)
-                tracked = tracker.update(cam, d.select(d.conf >= cfg.track_low_thresh))
-                hyp = drop_ignored(publishable(tracked, conf_threshold), gxy, ignored,
-                                   iou_threshold)
+                hyp = drop_ignored(tracked, gxy, ignored, iou_threshold)
                 trk_eval.update(f"{name}/{cam}", gids, gxy, hyp)
             n_sets += 1
     return SceneEvalResult(det_eval.summary(), trk_eval.summary(), n_sets,

@@ -1,10 +1,11 @@
 """detector_node: batched multi-camera YOLO + per-camera ByteTrack.
 
-Subscribes to one ``sensor_msgs/Image`` (or ``CompressedImage``) topic per camera, groups them by
-header stamp (:class:`~lss_bev_ros.sync.StampSynchronizer`), hands the newest complete set to a
-worker thread through a latest-wins slot (superseded sets are counted as dropped), runs YOLO on
-all images of the set in ONE batched forward pass (:class:`BatchedDetector`), tracks per camera
-(:class:`MultiCameraTracker`, ultralytics ``BYTETracker``) and publishes per camera
+Glue: one ``sensor_msgs/Image`` (or ``CompressedImage``) topic per camera
+(:class:`~lss_bev_ros.nodes.camera_input.CameraSetInput`, the same input model as bev_node),
+grouped by header stamp (:class:`~lss_bev_ros.sync.StampSynchronizer`; late, offset and missing
+cameras named), the newest set to one worker thread (latest wins), then
+:class:`~lss_bev_ros.detection.pipeline.DetectionPipeline` (ONE batched YOLO pass, per-camera
+ByteTrack: the core the quality benchmark runs too). Publishes per camera
 
 * ``<output_prefix>/<cam>``: ``lss_bev_ros/Detection2DArray`` (stamp = image stamp, frame_id =
   camera optical frame, e.g. ``cam_front``; boxes in original-image pixels, with track ids),
@@ -30,7 +31,6 @@ from typing import Any
 
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import ReentrantCallbackGroup
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -42,6 +42,7 @@ from lss_bev_ros.calibration import (
     load_rig_yaml,
 )
 from lss_bev_ros.conversions import (
+    ConversionError,
     ImageConversionError,
     compressed_to_rgb,
     image_to_rgb,
@@ -53,40 +54,29 @@ from lss_bev_ros.detection.detector import (
     DetectorConfig,
     DetectorLoadError,
 )
-from lss_bev_ros.detection.tracking import (
-    MultiCameraTracker,
-    TrackerConfig,
-    detector_conf,
-    publishable,
-)
+from lss_bev_ros.detection.pipeline import DetectionPipeline
+from lss_bev_ros.detection.tracking import TrackerConfig
 from lss_bev_ros.detection.types import Detections
 from lss_bev_ros.detection.visualize import annotate, bearing_rays, color_for, label_text
 from lss_bev_ros.msg import Detection2D, Detection2DArray, PipelineTiming
+from lss_bev_ros.nodes.camera_input import CameraSetInput
 from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
+    camera_template_error,
+    cameras_error,
+    device_error,
     parses_with,
     run_node,
     sensor_qos,
     stamp_to_sec,
+    topic_error,
 )
-from lss_bev_ros.sync import LatestSlot, StampSynchronizer, SyncedSet
+from lss_bev_ros.sync import StampSynchronizer, SyncedSet
 
 DEFAULT_WEIGHTS = "models/yolo_synth/yolo11n_synth.onnx"
 """ONNX: a graph + literal metadata, loading it runs no code (a .pt is unpickled: see
 ``allow_pickled_weights``)."""
-
-
-def _topic(v: str) -> str | None:
-    return None if v.startswith("/") else "must be an absolute topic (start with /)"
-
-
-def _template(v: str) -> str | None:
-    if not v.startswith("/"):
-        return "must be an absolute topic (start with /)"
-    if "{camera}" not in v:
-        return "must contain '{camera}' (replaced by the camera frame id, e.g. cam_front)"
-    return None
 
 
 def _weights(v: str) -> str | None:
@@ -117,34 +107,6 @@ def parse_classes(text: str, names: dict[int, str] | None = None) -> tuple[int, 
         else:
             raise ValueError(f"unknown class {p!r} (model has {sorted(by_name)})")
     return tuple(out)
-
-
-def _cameras(v: list[str]) -> str | None:
-    if not v or any(not str(c) for c in v):
-        return "need at least one camera name"
-    if len(set(v)) != len(v):
-        return "camera names must be unique"
-    return None
-
-
-def device_error(v: str, check_runtime: bool = True) -> str | None:
-    """Error text for an inference device string (cpu, mps, 0, 0,1, cuda, cuda:0), else None."""
-    d = str(v).strip().lower()
-    if d in ("cpu", "mps"):
-        return None
-    ids = d.removeprefix("cuda").removeprefix(":")
-    if d != "cuda" and not all(p.strip().isdigit() for p in ids.split(",")):
-        return f"{v!r} is not cpu, mps, a GPU index (0, 0,1) or cuda[:N]"
-    if check_runtime:
-        import torch
-
-        if not torch.cuda.is_available():
-            return f"{v!r} needs CUDA, but torch sees no GPU (use cpu)"
-    return None
-
-
-def _device(v: str) -> str | None:
-    return device_error(v, check_runtime=False)
 
 
 def _imgsz(v: int) -> str | None:
@@ -200,18 +162,18 @@ class DetectorNode(PerceptionNode):
 
     PARAMS: tuple[ParamSpec, ...] = (
         ParamSpec("cameras", list(NUSCENES_CAMERAS), "camera names (frame id = lower case)",
-                  read_only=True, validator=_cameras),
+                  read_only=True, validator=cameras_error),
         ParamSpec("input_type", "raw", "subscribe to sensor_msgs/Image ('raw') or "
                   "CompressedImage ('compressed', topic + '/compressed')", read_only=True,
                   choices=("raw", "compressed")),
         ParamSpec("image_topic_template", "/cameras/{camera}/image_raw", "image topic per "
-                  "camera; {camera} = frame id", read_only=True, validator=_template),
+                  "camera; {camera} = frame id", read_only=True, validator=camera_template_error),
         ParamSpec("camera_info_topic_template", "/cameras/{camera}/camera_info", "CameraInfo "
                   "per camera (intrinsics for markers when no rig_file)", read_only=True,
-                  validator=_template),
+                  validator=camera_template_error),
         ParamSpec("output_prefix", "/detections", "outputs: <prefix>/<cam>, <prefix>/<cam>/"
                   "image, <prefix>/markers, <prefix>/timing", read_only=True,
-                  validator=_topic),
+                  validator=topic_error),
         ParamSpec("weights", DEFAULT_WEIGHTS, "YOLO weights: .onnx (dynamic batch; default), "
                   ".engine (TensorRT), a model .yaml (untrained), or .pt / .torchscript only "
                   f"with allow_pickled_weights; one of {sorted(WEIGHT_SUFFIXES)}",
@@ -230,7 +192,7 @@ class DetectorNode(PerceptionNode):
                   validator=parses_with(parse_classes)),
         ParamSpec("max_det", 300, "maximum detections per image", min=1, max=10000),
         ParamSpec("half", False, "FP16 inference where the backend supports it (not on CPU)"),
-        ParamSpec("device", "cpu", "inference device: cpu, cuda:0, 0, ...", validator=_device),
+        ParamSpec("device", "cpu", "inference device: cpu, cuda, cuda:N", validator=device_error),
         ParamSpec("cpu_threads", 0, "torch CPU threads for inference (0: ultralytics' default, "
                   "cores - 1)", min=0, max=256),
         ParamSpec("inference_every", 1, "run inference on every k-th synchronised set; the "
@@ -249,8 +211,9 @@ class DetectorNode(PerceptionNode):
                   min=0.0, max=10.0),
         ParamSpec("missing_timeout_s", 1.0, "a camera is missing when the other cameras' "
                   "stamps moved on this long without it (s, stamp time)", min=0.01, max=60.0),
-        ParamSpec("time_jump_s", 5.0, "a stamp this much older than the newest restarts "
-                  "synchronisation and tracking (bag loop / restart), s", min=0.1, max=1e6),
+        ParamSpec("time_jump_s", 5.0, "stamps of most cameras this much older than their "
+                  "newest restart synchronisation and tracking (bag loop / restart), s",
+                  min=0.1, max=1e6),
         ParamSpec("allow_partial", True, "process sets without the missing cameras"),
         ParamSpec("expected_width", 0, "reject images of another width (0: any), pixels",
                   min=0, max=100000),
@@ -272,23 +235,20 @@ class DetectorNode(PerceptionNode):
                   "subscriptions", read_only=True),
     )
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__("detector_node", self.PARAMS, **kwargs)
         self._lock = threading.Lock()
         self.cameras: tuple[str, ...] = tuple(self.p("cameras"))
         self.detector: BatchedDetector | None = None
-        self.tracker: MultiCameraTracker | None = None
-        self.sync: StampSynchronizer | None = None
-        self.slot: LatestSlot[SyncedSet] = LatestSlot()
+        self.pipeline: DetectionPipeline | None = None
+        self.sync: StampSynchronizer[Any] | None = None
+        self.input: CameraSetInput | None = None
         self.rig: RigCalibration | None = None
         self._camera_k: dict[str, tuple[np.ndarray, int, int]] = {}
         self._pubs: dict[str, Any] = {}
         self._img_pubs: dict[str, Any] = {}
-        self._marker_pub = None
-        self._timing_pub = None
-        self._subs: list = []
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._marker_pub: Any = None
+        self._timing_pub: Any = None
         self._set_counter = 0
         self.frames_processed = 0
         self.add_on_set_parameters_callback(self._check_live_params)
@@ -298,8 +258,7 @@ class DetectorNode(PerceptionNode):
         return DetectorConfig(
             weights=str(self.p("weights")),
             imgsz=int(self.p("imgsz")),
-            conf=detector_conf(float(self.p("conf_threshold")), bool(self.p("tracking")),
-                               self._tracker_config()),
+            conf=self._detection_pipeline_conf(),
             iou=float(self.p("iou_threshold")),
             classes=parse_classes(self.p("classes"), names) if names is not None else None,
             half=bool(self.p("half")),
@@ -308,6 +267,12 @@ class DetectorNode(PerceptionNode):
             cpu_threads=int(self.p("cpu_threads")),
             allow_pickle=bool(self.p("allow_pickled_weights")),
         )
+
+    def _detection_pipeline_conf(self) -> float:
+        from lss_bev_ros.detection.tracking import detector_conf
+
+        return detector_conf(float(self.p("conf_threshold")), bool(self.p("tracking")),
+                             self._tracker_config())
 
     def _tracker_config(self) -> TrackerConfig:
         return TrackerConfig(
@@ -318,17 +283,11 @@ class DetectorNode(PerceptionNode):
             match_thresh=float(self.p("match_thresh")),
         )
 
-    def _make_sync(self) -> StampSynchronizer:
+    def _make_sync(self) -> StampSynchronizer[Any]:
         return StampSynchronizer(
-            self.cameras,
-            tolerance=float(self.p("sync_tolerance_s")),
-            queue_size=4,
+            self.cameras, tolerance=float(self.p("sync_tolerance_s")),
             missing_timeout=float(self.p("missing_timeout_s")),
-            allow_partial=bool(self.p("allow_partial")),
-            # with the stamp clock: a forward stamp gap (dropped frames, a bag with holes) does
-            # not make the cameras that have not delivered the new set yet look missing
-            missing_needs_activity=True,
-        )
+            allow_partial=bool(self.p("allow_partial")), time_jump=float(self.p("time_jump_s")))
 
     def _load_detector(self) -> BatchedDetector:
         """Load the weights and check the class filter; raises with a clear message."""
@@ -354,8 +313,9 @@ class DetectorNode(PerceptionNode):
             except CalibrationError as exc:
                 raise RuntimeError(f"cannot use rig_file: {exc}") from exc
         self.detector = self._load_detector()  # clear error here when weights are bad
-        self.tracker = MultiCameraTracker(self.cameras, self._tracker_config())
-        self.sync = self._make_sync()
+        self.pipeline = DetectionPipeline(self.detector, self.cameras,
+                                          float(self.p("conf_threshold")),
+                                          bool(self.p("tracking")), self._tracker_config())
         prefix = str(self.p("output_prefix")).rstrip("/")
         for cam in self.cameras:
             fid = frame_id_for(cam)
@@ -370,39 +330,22 @@ class DetectorNode(PerceptionNode):
         self.diag.set("cameras", ",".join(self.cameras))
 
     def on_activate_impl(self) -> None:
-        group = ReentrantCallbackGroup()
-        qos = sensor_qos(depth=int(self.p("qos_depth")), reliable=bool(self.p("qos_reliable")))
-        compressed = self.p("input_type") == "compressed"
-        tmpl = str(self.p("image_topic_template"))
-        info_tmpl = str(self.p("camera_info_topic_template"))
-        for cam in self.cameras:
-            topic = tmpl.format(camera=frame_id_for(cam))
-            mtype = CompressedImage if compressed else Image
-            if compressed:
-                topic += "/compressed"
-            self._subs.append(self.create_subscription(
-                mtype, topic, lambda m, c=cam: self._on_image(c, m), qos,
-                callback_group=group))
-            if self.rig is None:
-                self._subs.append(self.create_subscription(
-                    CameraInfo, info_tmpl.format(camera=frame_id_for(cam)),
-                    lambda m, c=cam: self._on_info(c, m), 10, callback_group=group))
-        self.slot = LatestSlot()
         with self._lock:
             self.sync = self._make_sync()
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="detector_worker", daemon=True)
-        self._worker.start()
+        self.input = CameraSetInput(
+            self, [(c, frame_id_for(c)) for c in self.cameras],
+            str(self.p("image_topic_template")),
+            str(self.p("camera_info_topic_template")) if self.rig is None else None,
+            self.p("input_type") == "compressed",
+            sensor_qos(depth=int(self.p("qos_depth")), reliable=bool(self.p("qos_reliable"))),
+            on_image=self._on_image, on_info=self._on_info, work=self._process,
+            worker_name="detector_worker")
+        self.input.start()
 
     def on_deactivate_impl(self) -> None:
-        self._stop.set()
-        self.slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
+        if self.input is not None:
+            self.input.stop(timeout_s=10.0)
+            self.input = None
 
     def on_cleanup_impl(self) -> None:
         for pub in (*self._pubs.values(), *self._img_pubs.values(), self._marker_pub,
@@ -412,100 +355,62 @@ class DetectorNode(PerceptionNode):
         self._pubs, self._img_pubs = {}, {}
         self._marker_pub = self._timing_pub = None
         self.detector = None  # frees the model (and GPU memory with it)
-        self.tracker = None
+        self.pipeline = None
         self.sync = None
 
     # -- parameters -------------------------------------------------------------------------
     def _check_live_params(self, params: list) -> SetParametersResult:
-        """Checks that need the loaded model: weights exist, class names are known."""
+        """Checks that need the loaded model: class names are known; CUDA is there."""
         for prm in params:
             try:
                 if prm.name == "classes" and self.detector is not None:
                     parse_classes(prm.value, self.detector.names)
-                if prm.name == "device" and (err := device_error(prm.value)):
+                if prm.name == "device" and (err := device_error(prm.value, True)):
                     raise ValueError(err)
             except (DetectorLoadError, ValueError) as exc:
                 return SetParametersResult(successful=False, reason=f"{prm.name}: {exc}")
         return SetParametersResult(successful=True)
 
     def on_params_applied(self, changed: dict[str, Any]) -> None:
-        det = self.detector
+        det, pipe = self.detector, self.pipeline
         if det is not None and changed.keys() & _DETECTOR_PARAMS:
             det.update(**{k: v for k, v in vars(self._detector_config(det.names)).items()
-                          if k != "weights"})
-        if self.tracker is not None and changed.keys() & _TRACKER_PARAMS:
-            self.tracker.set_config(self._tracker_config())
-        if "tracking" in changed and not changed["tracking"] and self.tracker is not None:
-            self.tracker.reset()
-        if self.sync is not None and changed.keys() & _SYNC_PARAMS:
+                          if k not in ("weights", "allow_pickle")})
+        if pipe is not None and changed.keys() & (_TRACKER_PARAMS | {"tracking",
+                                                                     "conf_threshold"}):
+            pipe.configure(float(self.p("conf_threshold")), bool(self.p("tracking")),
+                           self._tracker_config())
+        if changed.keys() & _SYNC_PARAMS:
             with self._lock:
                 self.sync = self._make_sync()
 
     # -- input ------------------------------------------------------------------------------
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
-        if k[0, 0] <= 0 or k[1, 1] <= 0:
+        if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
             self.diag.error("bad_camera_info", f"{cam}: camera_info has no valid intrinsics")
             return
         self._camera_k[cam] = (k, int(msg.width), int(msg.height))
 
-    def _on_image(self, cam: str, msg) -> None:
-        """Offer one image to the synchroniser.
-
-        The synchroniser's clock is the newest image *stamp*, not wall time: a camera is missing
-        when the others' stamps have moved on by more than ``missing_timeout_s`` without it (and
-        on once more, so that the first image after a stamp gap does not make the rest of its
-        set look missing). So a paused or slowed-down bag, a gap in the stamps or a slow
-        lock-step publisher never makes cameras look missing.
-        A stamp far older than the newest (``time_jump_s``; bag restarted or looped) restarts
-        synchronisation and tracking instead of rejecting everything as out of order.
-        """
-        if not self.active:
-            return
+    def _on_image(self, cam: str, msg: Any) -> SyncedSet[Any] | None:
+        """Offer one image to the synchroniser (clocked by stamps; see lss_bev_ros.sync)."""
         self.diag.count("images_received")
-        stamp = stamp_to_sec(msg.header.stamp)
         with self._lock:
             sync = self.sync
             if sync is None:
-                return
-            if stamp < sync.stamp_clock - float(self.p("time_jump_s")):
-                self.diag.error("time_jump", f"{cam}: stamp {stamp:.3f} is "
-                                f"{sync.stamp_clock - stamp:.1f} s older than the newest; "
-                                "restarting synchronisation and tracking")
-                sync = self.sync = self._make_sync()
-                if self.tracker is not None:
-                    self.tracker.reset()
-            before = sync.stats.out_of_order
-            out = sync.add_stamped(cam, stamp, msg)
-            rejected = sync.stats.out_of_order > before
-            missing = sync.missing_sources(sync.stamp_clock)
-        if rejected:
-            self.diag.error("out_of_order", f"{cam}: stamp {stamp:.6f} not newer than the last "
-                            "processed set or its queue; dropped")
+                return None
+            out = sync.add_stamped(cam, stamp_to_sec(msg.header.stamp), msg)
+            events = sync.pop_events()
+            missing = sync.missing_sources()
+        for ev in events:
+            self.diag.error(ev.kind, ev.message)
+            if ev.kind == "time_jump" and self.pipeline is not None:
+                self.pipeline.reset()  # bag looped: tracks of the old timeline are void
         self.diag.set("missing_cameras", ",".join(missing))
-        if out is not None:
-            self._offer(out)
-
-    def _offer(self, synced: SyncedSet) -> None:
-        if synced.missing:
-            self.diag.error("missing_camera", f"no images from {', '.join(synced.missing)} "
-                            f"for > {self.p('missing_timeout_s')} s of stamps; processing the "
-                            "others")
-        if self.slot.put((synced, time.monotonic())):
-            self.diag.count("frames_dropped")
+        return out
 
     # -- worker -----------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            item = self.slot.take(timeout=0.2)
-            if item is None:
-                continue
-            try:
-                self._process(*item)
-            except Exception as exc:  # keep the node alive whatever one set does
-                self.diag.error("processing", f"{type(exc).__name__}: {exc}")
-
-    def _decode(self, name: str, msg) -> np.ndarray:
+    def _decode(self, name: str, msg: Any) -> np.ndarray:
         w, h = int(self.p("expected_width")), int(self.p("expected_height"))
         if isinstance(msg, CompressedImage):
             rgb = compressed_to_rgb(msg)
@@ -518,15 +423,15 @@ class DetectorNode(PerceptionNode):
             )
         return rgb
 
-    def _process(self, synced: SyncedSet, t_in: float) -> None:
+    def _process(self, synced: SyncedSet[Any], t_in: float) -> None:
         """One synchronised set (completed at monotonic ``t_in``, s): detect, track, publish."""
         self._set_counter += 1
         k = int(self.p("inference_every"))
         if k > 1 and (self._set_counter - 1) % k:
             self.diag.count("frames_skipped")
             return
-        det, tracker = self.detector, self.tracker
-        if det is None or tracker is None:
+        det, pipe, inp = self.detector, self.pipeline, self.input
+        if det is None or pipe is None or inp is None:
             return
         t0 = time.perf_counter()
         frames: list[_Frame] = []
@@ -536,41 +441,37 @@ class DetectorNode(PerceptionNode):
                 continue
             try:
                 frames.append(_Frame(name, msg, self._decode(name, msg)))
-            except ImageConversionError as exc:
+            except ConversionError as exc:
                 self.diag.error("bad_image", f"{name}: {exc}")
         if not frames:
             return
-        t1 = time.perf_counter()
-        dets, stage = det.detect_timed([f.rgb for f in frames])
-        t2 = time.perf_counter()
-        if self.p("tracking"):
-            dets = [tracker.update(f.name, d) for f, d in zip(frames, dets, strict=True)]
-        conf = float(self.p("conf_threshold"))
-        dets = [publishable(d, conf) for d in dets]
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        res = pipe.run([(f.name, f.rgb) for f in frames])
+        if inp.stopping:
+            return
         t3 = time.perf_counter()
-        self._publish(frames, dets, det.names)
+        self._publish(frames, res.published, det.names)
         t4 = time.perf_counter()
         self.frames_processed += 1
-        decode_ms = (t1 - t0) * 1e3
         stages = {
-            "preprocess": decode_ms + stage["preprocess"],
-            "inference": max(0.0, (t2 - t1) * 1e3 - stage["preprocess"]),
-            "tracking": (t3 - t2) * 1e3,
+            "preprocess": decode_ms + res.stage_ms["preprocess"],
+            "inference": res.stage_ms["inference"],
+            "tracking": res.stage_ms["tracking"],
             "publish": (t4 - t3) * 1e3,
         }
         ref = max(frames, key=lambda f: stamp_to_sec(f.msg.header.stamp))
         latency_ms = self.stamp_latency_ms(synced.stamp)
-        if self._timing_pub is not None:
+        if self._timing_pub is not None and not inp.stopping:
             self._timing_pub.publish(self.timing_msg(
                 ref.msg.header.stamp, stages, (t4 - t0) * 1e3, latency_ms, det.backend,
                 frame_id=frame_id_for(ref.name), processed=self.frames_processed,
-                dropped=self.slot.dropped, node_latency_ms=(time.monotonic() - t_in) * 1e3,
+                dropped=inp.slot.dropped, node_latency_ms=(time.monotonic() - t_in) * 1e3,
             ))
         self.diag.count("frames_processed")
         self.diag.set("batch_size", len(frames))
-        self.diag.set("detections", sum(len(d) for d in dets))
+        self.diag.set("detections", sum(len(d) for d in res.published))
         self.diag.set("total_ms", f"{(t4 - t0) * 1e3:.1f}")
-        self.diag.set("active_tracks", sum(tracker.active_tracks(f.name) for f in frames))
+        self.diag.set("active_tracks", pipe.active_tracks([f.name for f in frames]))
 
     # -- output -----------------------------------------------------------------------------
     def _publish(self, frames: list[_Frame], dets: list[Detections], names: dict) -> None:
