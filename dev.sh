@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (no ROS needed): sets up .venv + messages, then
 #   ./dev.sh demo [args]   run the demo pipeline (synthetic nuScenes -> rosbag2 -> live BEV/detection/eval)
-#   ./dev.sh test [args]   ruff + the whole pytest suite
+#   ./dev.sh test [args]   ruff + mypy (ROS-free core) + the whole pytest suite
 #   ./dev.sh bench NAME    run bench/NAME.py
 #   ./dev.sh shell         a shell with the environment sourced
 set -euo pipefail
@@ -18,6 +18,8 @@ case "$cmd" in
     source tools/env.sh
     echo "[test] ruff check"
     ruff check .
+    echo "[test] mypy (ROS-free core, files in pyproject.toml)"
+    mypy
     echo "[test] pytest"
     exec python -m pytest "$@"
     ;;

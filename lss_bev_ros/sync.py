@@ -266,7 +266,8 @@ class StampSynchronizer(Generic[T]):
             # back in step with the others (they restarted first): a fresh start for it
             self._cams[name] = _Camera()
             return self._add(name, stamp, item)
-        self._cams[name] = fresh = _Camera(restarted=True)
+        fresh: _Camera[T] = _Camera(restarted=True)
+        self._cams[name] = fresh
         fresh.held = deque([*cam.held, (stamp, item)], maxlen=self.queue_size)
         restarted = [n for n, c in self._cams.items() if c.restarted]
         if 2 * len(restarted) <= len(self.names):
@@ -355,7 +356,7 @@ class StampSynchronizer(Generic[T]):
         for n in names:
             q = self._cams[n].queue
             if q:
-                best = min(q, key=lambda e, r=ref: abs(e[0] - r))
+                best = min(q, key=lambda e: abs(e[0] - ref))
                 if abs(best[0] - ref) <= self.tolerance:
                     chosen[n] = best
         return chosen

@@ -9,7 +9,7 @@ its track.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -46,7 +46,7 @@ class Track:
     existence: float = 0.5
     score_ema: float = 0.5
     score_sum: float = 0.0
-    labels: Counter = field(default_factory=Counter)
+    labels: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     size: np.ndarray = field(default_factory=lambda: np.zeros(3))  # l, w, h m (running mean)
     z: float = 0.0
     yaw: float = 0.0
@@ -56,7 +56,7 @@ class Track:
 
     @property
     def label(self) -> str:
-        return self.labels.most_common(1)[0][0]
+        return max(self.labels.items(), key=lambda kv: kv[1])[0]
 
     @property
     def position(self) -> np.ndarray:

@@ -47,10 +47,12 @@ IMPORT_TO_KEY = {
     "matplotlib": "python3-matplotlib",
     "PIL": "python3-pil",
     "shapely": "python3-shapely",
+    "scipy": "python3-scipy",
+    "filterpy": "python3-filterpy-pip",
 }
 # optional accelerators: imported lazily behind a clear BackendUnavailableError
 OPTIONAL = {"tensorrt", "torch2trt", "pycuda", "cuda", "onnxscript", "motmetrics", "mcap",
-            "mcap_ros2", "scipy", "lap"}
+            "mcap_ros2", "lap"}
 
 
 def _package():
