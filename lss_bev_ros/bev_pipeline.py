@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from lss_bev_ros.conversions import (
     image_to_rgb,
     probability_to_occupancy,
 )
+from lss_bev_ros.diagnostics import DiagnosticsSink
 from lss_bev_ros.lss.config import LSSConfig
 from lss_bev_ros.static_transforms import RigidTransform, StaticTransformTree
 from lss_bev_ros.sync import StampSynchronizer, SyncedSet
@@ -58,39 +59,6 @@ POLICIES = ("mask", "wait")
 TF_AGREES = 1e-5
 """/tf_static extrinsics closer than this (m / rad) to the current ones are not applied (no
 pooling rebuild for a tree that repeats the rig file)."""
-
-
-class DiagnosticsSink(Protocol):
-    """Where the pipeline reports (``lss_bev_ros.nodes.common.DiagnosticsReporter`` is one)."""
-
-    def count(self, key: str, n: int = 1) -> None: ...
-
-    def set(self, key: str, value: Any) -> None: ...
-
-    def error(self, key: str, message: str, throttle_s: float = 2.0) -> None: ...
-
-
-class CountingDiagnostics:
-    """A :class:`DiagnosticsSink` that only counts (offline tools, tests)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counters: dict[str, int] = {}
-        self.values: dict[str, str] = {}
-        self.last_error: dict[str, str] = {}
-
-    def count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + n
-
-    def set(self, key: str, value: Any) -> None:
-        with self._lock:
-            self.values[key] = value if isinstance(value, str) else f"{value}"
-
-    def error(self, key: str, message: str, throttle_s: float = 2.0) -> None:
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + 1
-            self.last_error[key] = message
 
 
 @dataclass(frozen=True)

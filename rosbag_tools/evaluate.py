@@ -29,7 +29,6 @@ from lss_bev_ros.bev_pipeline import (
     BevFrame,
     BevPipeline,
     BevPipelineOptions,
-    CountingDiagnostics,
     load_bev_model,
     stamp_seconds,
 )
@@ -40,6 +39,7 @@ from lss_bev_ros.conversions import (
     occupancy_to_probability,
     pointcloud2_to_array,
 )
+from lss_bev_ros.diagnostics import CountingDiagnostics
 from lss_bev_ros.eval.evaluator import REGIONS, BevEvaluator, FrameResult
 from lss_bev_ros.eval.metrics import LatencyStats
 from lss_bev_ros.eval.reference import (

@@ -9,7 +9,6 @@ lifecycle manager can instead leave it false.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from rclpy.qos import (
     ReliabilityPolicy,
 )
 
+from lss_bev_ros.diagnostics import CountingDiagnostics
 from lss_bev_ros.msg import PipelineTiming, StageDuration
 
 
@@ -109,20 +109,18 @@ AUTOSTART = ParamSpec(
 )
 
 
-class DiagnosticsReporter:
-    """Counters and last errors of one node, published as one DiagnosticStatus at 1 Hz."""
+class DiagnosticsReporter(CountingDiagnostics):
+    """Counters and last errors of one node (a :class:`CountingDiagnostics` that also logs
+    errors, throttled per key), published as one DiagnosticStatus at 1 Hz."""
 
     def __init__(self, node: LifecycleNode, hardware_id: str = "") -> None:
+        super().__init__()
         self._node = node
-        self._lock = threading.Lock()
-        self.counters: dict[str, int] = {}
-        self.values: dict[str, str] = {}
-        self.last_error: dict[str, str] = {}
         self._error_times: dict[str, float] = {}
         self._log_times: dict[str, float] = {}
         self._hardware_id = hardware_id
-        self._pub = None
-        self._timer = None
+        self._pub: Any = None
+        self._timer: Any = None
 
     def start(self) -> None:
         if self._pub is None:
@@ -137,26 +135,17 @@ class DiagnosticsReporter:
             self._node.destroy_publisher(self._pub)
             self._pub = None
 
-    def count(self, key: str, n: int = 1) -> None:
-        with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + n
-
-    def set(self, key: str, value: Any) -> None:
-        with self._lock:
-            self.values[key] = value if isinstance(value, str) else f"{value}"
-
     def error(self, key: str, message: str, throttle_s: float = 2.0) -> None:
         """Count an input/processing error under ``key`` and log it (throttled per key)."""
+        super().error(key, message)
         now = time.monotonic()
         with self._lock:
-            self.counters[key] = self.counters.get(key, 0) + 1
-            self.last_error[key] = message
             self._error_times[key] = now
             do_log = now - self._log_times.get(key, -1e9) >= throttle_s
             if do_log:
                 self._log_times[key] = now
             total = self.counters[key]
-        if do_log:
+        if do_log and self._node.context.ok():
             self._node.get_logger().warning(f"[{key}] {message} (count {total})")
 
     def status(self) -> DiagnosticStatus:
