@@ -26,6 +26,22 @@ FP_RGB = (230, 50, 40)  # predicted, not in the reference
 FN_RGB = (60, 120, 255)  # in the reference, not predicted
 EGO_RGB = (255, 255, 255)
 
+CATEGORY_RGBA: tuple[tuple[str, tuple[float, float, float, float]], ...] = (
+    ("vehicle.car", (0.1, 0.35, 0.8, 0.6)),
+    ("vehicle", (0.95, 0.5, 0.1, 0.6)),
+    ("human", (0.8, 0.1, 0.6, 0.6)),
+)
+"""The one ground-truth marker colour table (RGBA 0..1) by nuScenes category prefix, first
+match wins; used by ``lss-bev-bag convert`` and frame_player_node alike."""
+
+
+def category_rgba(category: str) -> tuple[float, float, float, float]:
+    """Marker colour of a nuScenes category (grey for categories not in the table)."""
+    for prefix, rgba in CATEGORY_RGBA:
+        if category.startswith(prefix):
+            return rgba
+    return (0.6, 0.6, 0.6, 0.5)
+
 # Standard nuScenes 2 x 3 layout: front row left -> right, back row as seen from behind the car
 NUSCENES_LAYOUT: tuple[tuple[str, ...], ...] = (NUSCENES_CAMERAS[:3], NUSCENES_CAMERAS[3:])
 

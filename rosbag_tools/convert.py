@@ -37,6 +37,7 @@ from lss_bev_ros.calibration import (
     save_rig_yaml,
 )
 from lss_bev_ros.conversions import points_to_pointcloud2_fields
+from lss_bev_ros.visualization import category_rgba
 from rosbag_tools.bagio import (
     BASE_FRAME,
     GT_BOXES_TOPIC,
@@ -63,14 +64,6 @@ MSG_POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 MSG_TF = "tf2_msgs/msg/TFMessage"
 MSG_ODOM = "nav_msgs/msg/Odometry"
 MSG_MARKERS = "visualization_msgs/msg/MarkerArray"
-
-# Marker colours (RGBA 0..1) by category prefix.
-_CATEGORY_RGBA: tuple[tuple[str, tuple[float, float, float, float]], ...] = (
-    ("vehicle.car", (0.1, 0.35, 0.8, 0.6)),
-    ("vehicle", (0.95, 0.5, 0.1, 0.6)),
-    ("human", (0.8, 0.1, 0.6, 0.6)),
-)
-
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -164,17 +157,10 @@ def pointcloud_msg(t_ns: int, frame_id: str, points: np.ndarray):
     )
 
 
-def _category_rgba(category: str) -> tuple[float, float, float, float]:
-    for prefix, rgba in _CATEGORY_RGBA:
-        if category.startswith(prefix):
-            return rgba
-    return (0.6, 0.6, 0.6, 0.5)
-
-
 def box_marker(t_ns: int, ns: str, marker_id: int, center, q_wxyz, size_lwh):
     """CUBE marker in base_link; scale = (length, width, height) m along the box x, y, z."""
     mk = T["visualization_msgs/msg/Marker"]
-    r, g, b, a = _category_rgba(ns)
+    r, g, b, a = category_rgba(ns)
     pose = T["geometry_msgs/msg/Pose"](
         position=T["geometry_msgs/msg/Point"](x=float(center[0]), y=float(center[1]),
                                               z=float(center[2])),

@@ -51,6 +51,7 @@ from lss_bev_ros.nodes.common import (
     run_node,
     sec_to_stamp,
 )
+from lss_bev_ros.visualization import category_rgba
 
 try:  # /tf and /tf_static need tf2_msgs (not on PyPI; built by tools/bootstrap.sh)
     from geometry_msgs.msg import TransformStamped
@@ -245,7 +246,6 @@ def _topic(v: str) -> str | None:
     return None if v.startswith("/") else "must be an absolute topic (start with /)"
 
 
-_CATEGORY_RGBA = {"vehicle": (0.1, 0.4, 1.0, 0.6), "human": (1.0, 0.2, 0.8, 0.6)}
 
 
 class FramePlayerNode(PerceptionNode):
@@ -458,7 +458,7 @@ class FramePlayerNode(PerceptionNode):
                           orientation=Quaternion(w=float(q[0]), x=float(q[1]), y=float(q[2]),
                                                  z=float(q[3])))
             m.scale = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
-            r, g, b, a = _CATEGORY_RGBA.get(cat.split(".")[0], (0.8, 0.8, 0.2, 0.6))
+            r, g, b, a = category_rgba(cat)
             m.color = ColorRGBA(r=r, g=g, b=b, a=a)
             out.append(m)
         return MarkerArray(markers=out)
