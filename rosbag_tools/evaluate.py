@@ -38,6 +38,7 @@ from lss_bev_ros.conversions import (
     PointCloudError,
     occupancy_to_probability,
     pointcloud2_to_array,
+    probability_to_occupancy,
 )
 from lss_bev_ros.diagnostics import CountingDiagnostics
 from lss_bev_ros.eval.evaluator import REGIONS, BevEvaluator, FrameResult
@@ -53,6 +54,7 @@ from lss_bev_ros.eval.reference import (
 from rosbag_tools.bagio import (
     GT_BOXES_TOPIC,
     LIDAR_TOPIC,
+    ODOM_TOPIC,
     RIG_CUSTOM_KEY,
     TYPESTORE,
     BagToolError,
@@ -101,6 +103,7 @@ class EvalOptions:
     time_jump_s: float = 5.0
     missing_camera_policy: str = "mask"
     use_tf_static: bool = True  # camera extrinsics from the bag's /tf_static (bev_node default)
+    fusion: bool = True  # also score the temporally fused grid (fusion_node's core, /odom poses)
     seed: int = 0
     torch_threads: int = 0  # 0: torch default; 1 is much faster on an oversubscribed CPU
     warmup: bool = True  # one untimed blank frame first (as bev_node's ``warmup``)
@@ -239,6 +242,8 @@ class ReplayEvaluator:
         self.backend_name = ""
         self.rig_source = ""
         self.evaluator: BevEvaluator | None = None
+        self.fused_evaluator: BevEvaluator | None = None  # the fused grid, same reference
+        self.fusion: Any = None  # lss_bev_ros.fusion.GridFusion when opts.fusion and /odom
 
     # ------------------------------------------------------------------------------- helpers
     def _error(self, key: str, msg: str) -> None:
@@ -346,6 +351,14 @@ class ReplayEvaluator:
             ev = BevEvaluator(grid, kind, opts.threshold, opts.stamp_tolerance_s,
                               region=opts.region, lidar_filter=filt, prefixes=prefixes)
             self.evaluator = ev
+            poses = self._read_poses(reader) if opts.fusion and ODOM_TOPIC in have else None
+            if poses is not None:
+                from lss_bev_ros.fusion import FusionConfig, GridFusion
+
+                self.fusion = GridFusion(FusionConfig(grid=grid))
+                self.fused_evaluator = BevEvaluator(
+                    grid, kind, opts.threshold, opts.stamp_tolerance_s, region=opts.region,
+                    lidar_filter=filt, prefixes=prefixes)
             sample_at = set(np.linspace(0, max(n_sets - 1, 0), max(opts.n_sample_images, 0))
                             .round().astype(int).tolist()) if opts.n_sample_images else set()
             refs: OrderedDict[float, dict[str, Any]] = OrderedDict()  # for sample pictures
@@ -390,6 +403,14 @@ class ReplayEvaluator:
                 self.processed += 1
                 pbar.update(1)
                 record(ev.add_grid(frame.stamp, prob_q, known, lat))
+                if self.fusion is not None and poses is not None and \
+                        self.fused_evaluator is not None:
+                    fused = self.fusion.update(frame.stamp, prob_q, known,
+                                               poses.lookup(frame.stamp).pose)
+                    if fused is not None:  # as fusion_node publishes and eval_node reads it
+                        occ = probability_to_occupancy(fused.probability, fused.known)
+                        fq, fk = occupancy_to_probability(occ, grid.nx, grid.ny)
+                        self.fused_evaluator.add_grid(frame.stamp, fq, fk, lat)
                 self._t_last = time.perf_counter()
 
             try:
@@ -435,8 +456,29 @@ class ReplayEvaluator:
             finally:
                 pbar.close()
             record(ev.flush())
+            if self.fused_evaluator is not None:
+                self.fused_evaluator.flush()
         self.wall_s = time.perf_counter() - t_start
         return self._report()
+
+    def _read_poses(self, reader: Any) -> Any:
+        """All ``/odom`` poses (map -> base_link) of the bag, for the fused grid."""
+        from lss_bev_ros.fusion import Pose2D, PoseBuffer
+
+        odoms = []
+        for conn, t_ns, raw in iter_raw(reader, [ODOM_TOPIC]):
+            try:
+                m = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            except Exception as exc:
+                self._error("undecodable_record", f"{ODOM_TOPIC} @ {t_ns}: {exc}")
+                continue
+            p, q = m.pose.pose.position, m.pose.pose.orientation
+            odoms.append((stamp_sec(m.header),
+                          Pose2D.from_quaternion(p.x, p.y, q.x, q.y, q.z, q.w)))
+        buf = PoseBuffer(capacity=max(2, len(odoms)), tolerance_s=0.1)
+        for stamp, pose in sorted(odoms, key=lambda e: e[0]):
+            buf.add(stamp, pose)
+        return buf
 
     @staticmethod
     def _images(pipe: BevPipeline, s: Any) -> dict[str, np.ndarray]:
@@ -474,6 +516,8 @@ class ReplayEvaluator:
         if self.opts.n_sample_images or self.on_frame is not None:
             self._remember(refs, stamp, "points", pts)
         record(ev.add_points(stamp, pts))
+        if self.fused_evaluator is not None:
+            self.fused_evaluator.add_points(stamp, pts)
 
     def _on_boxes(self, msg, ev: BevEvaluator, refs, record) -> None:
         try:
@@ -493,6 +537,8 @@ class ReplayEvaluator:
         if self.opts.n_sample_images or self.on_frame is not None:
             self._remember(refs, stamp, "boxes", boxes)
         record(ev.add_boxes(stamp, boxes))
+        if self.fused_evaluator is not None:
+            self.fused_evaluator.add_boxes(stamp, boxes)
 
     @staticmethod
     def _reference_for(stamp: float, refs: OrderedDict, kind: ReferenceKind, grid: GridSpec,
@@ -514,6 +560,17 @@ class ReplayEvaluator:
             return None
 
     # ------------------------------------------------------------------------------ report
+    def _fused_summary(self) -> dict[str, Any]:
+        """Metrics of the fused grid against the same reference (empty without fusion)."""
+        if self.fused_evaluator is None or self.fusion is None:
+            return {}
+        s = self.fused_evaluator.summary()
+        return {"mean_iou": s.get("mean_iou", math.nan),
+                "mean_precision": s.get("mean_precision", math.nan),
+                "mean_recall": s.get("mean_recall", math.nan),
+                "frames_evaluated": s.get("frame_count", 0),
+                "fusion": self.fusion.stats.as_dict()}
+
     def _report(self) -> EvalReport:
         ev = self.evaluator
         summ: dict[str, Any] = dict(ev.summary()) if ev is not None else {}
@@ -541,6 +598,7 @@ class ReplayEvaluator:
             "throughput_fps": self.processed / window if window > 0 else math.nan,
             "model_fps": self.processed / self.model_wall_s if self.model_wall_s > 0
             else math.nan,
+            "fused": self._fused_summary(),
             "errors": self.errors,
             "last_errors": dict(self.diag.last_error),
             "counters": dict(self.diag.counters),

@@ -52,6 +52,15 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _fused_lines(f: dict) -> list[str]:
+    """The temporally fused grid (fusion_node's core) against the same reference."""
+    if not f:
+        return []
+    return [f"{'fused IoU':<12}{_fmt(f.get('mean_iou', math.nan)):>12}   "
+            f"(ego-motion-compensated temporal fusion, {f.get('frames_evaluated', 0)} frames, "
+            "same reference)"]
+
+
 def summary_table(report: EvalReport) -> str:
     """Metrics and per-stage latency percentiles as a plain-text table."""
     s = report.summary
@@ -70,6 +79,7 @@ def summary_table(report: EvalReport) -> str:
         f"{_fmt(s.get('pooled_precision', math.nan)):>10}",
         f"{'recall':<12}{_fmt(s.get('mean_recall', math.nan)):>12}"
         f"{_fmt(s.get('pooled_recall', math.nan)):>10}",
+        *_fused_lines(s.get("fused") or {}),
         "",
         f"{'stage (ms)':<16}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}",
     ]

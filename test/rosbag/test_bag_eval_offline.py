@@ -154,3 +154,14 @@ def test_cli_eval(synth_bag: Path, lss_weights, tmp_path: Path) -> None:
     summ = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert summ["frames_evaluated"] == 1 and summ["reference"] == "gt_boxes"
     assert summ["backend"] == "torch(cpu, channels_last, jit-freeze)"
+
+
+def test_offline_eval_also_scores_the_fused_grid(offline) -> None:
+    report, out = offline
+    fused = report.summary["fused"]
+    assert fused["frames_evaluated"] == report.summary["frames_evaluated"]
+    assert 0.0 <= fused["mean_iou"] <= 1.0
+    stats = fused["fusion"]
+    assert stats["frames"] == report.summary["frames_processed"]
+    assert stats["fused"] >= stats["frames"] - 1 and stats["no_pose"] == 0  # /odom in the bag
+    assert "fused IoU" in (out / "summary.txt").read_text()
