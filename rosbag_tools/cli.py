@@ -88,10 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. 'mode=stages, bev_encoder=torch_bf16')")
     e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
     e.add_argument("--rig", default=None, help="rig YAML (default: beside the bag / embedded)")
-    e.add_argument("--reference", default="lidar",
+    e.add_argument("--reference", default="lidar_visibility",
                    choices=[k.name.lower() for k in ReferenceKind],
-                   help="reference occupancy (default lidar, as eval_node)")
+                   help="reference occupancy (default lidar_visibility, as eval_node)")
     e.add_argument("--threshold", type=float, default=0.5, help="occupancy threshold")
+    e.add_argument("--objects", action="store_true",
+                   help="also detect (YOLO) and lift/track 3D objects per frame, as "
+                   "detector_node + objects_node; scored by the nuScenes devkit with --dataroot")
+    e.add_argument("--detector-weights", default=None,
+                   help="YOLO weights for --objects (default: the committed .onnx)")
+    e.add_argument("--dataroot", default=None,
+                   help="nuScenes root the bag was converted from: sample tokens + ground truth "
+                   "for the devkit's detection and tracking evaluation of --objects "
+                   "(writes a custom split to <dataroot>/<version>/splits.json)")
+    e.add_argument("--version", default="v1.0-mini", help="nuScenes table folder")
     e.add_argument("--region", default="all", choices=("all", "visible"),
                    help="cells evaluated: all, or only those a camera sees")
     e.add_argument("--stamp-tolerance", type=float, default=0.1,
@@ -157,7 +167,9 @@ def _cmd_eval(a: argparse.Namespace) -> int:
         region=a.region, stamp_tolerance_s=a.stamp_tolerance, categories=tuple(a.categories),
         torch_threads=a.torch_threads, decode_reduction=a.decode_reduction,
         max_frames=a.max_frames, video=Path(a.video) if a.video else None,
-        n_sample_images=a.samples, progress=not a.quiet,
+        n_sample_images=a.samples, progress=not a.quiet, objects=a.objects,
+        detector_weights=Path(a.detector_weights) if a.detector_weights else None,
+        dataroot=Path(a.dataroot) if a.dataroot else None, dataset_version=a.version,
     )
     report = evaluate_bag(a.bag, out, opts)
     print(report.summary_text())

@@ -90,7 +90,7 @@ class EvalOptions:
     cameras: tuple[str, ...] | None = None  # default: the rig's cameras
     input: str = "auto"  # "compressed" | "raw" | "auto" (compressed when the bag has it)
     decode_reduction: int = 0  # JPEG DCT decode at 1/k (bev_node's parameter); 0: auto
-    reference: str = "lidar"
+    reference: str = "lidar_visibility"  # eval_node default
     threshold: float = 0.5
     stamp_tolerance_s: float = 0.1
     region: str = "all"
@@ -104,6 +104,11 @@ class EvalOptions:
     missing_camera_policy: str = "mask"
     use_tf_static: bool = True  # camera extrinsics from the bag's /tf_static (bev_node default)
     fusion: bool = True  # also score the temporally fused grid (fusion_node's core, /odom poses)
+    objects: bool = False  # detector + objects cores per frame (rosbag_tools.objects_eval)
+    detector_weights: Path | None = None  # default: the committed ONNX YOLO
+    objects_mode: str = "fused"  # fused | geometry | bev (lss_bev_ros.objects.MODES)
+    dataroot: Path | None = None  # nuScenes root of the bag: objects scored by the devkit
+    dataset_version: str = "v1.0-mini"
     seed: int = 0
     torch_threads: int = 0  # 0: torch default; 1 is much faster on an oversubscribed CPU
     warmup: bool = True  # one untimed blank frame first (as bev_node's ``warmup``)
@@ -244,6 +249,7 @@ class ReplayEvaluator:
         self.evaluator: BevEvaluator | None = None
         self.fused_evaluator: BevEvaluator | None = None  # the fused grid, same reference
         self.fusion: Any = None  # lss_bev_ros.fusion.GridFusion when opts.fusion and /odom
+        self.objects: Any = None  # rosbag_tools.objects_eval.OfflineObjects with opts.objects
 
     # ------------------------------------------------------------------------------- helpers
     def _error(self, key: str, msg: str) -> None:
@@ -351,8 +357,14 @@ class ReplayEvaluator:
             ev = BevEvaluator(grid, kind, opts.threshold, opts.stamp_tolerance_s,
                               region=opts.region, lidar_filter=filt, prefixes=prefixes)
             self.evaluator = ev
-            poses = self._read_poses(reader) if opts.fusion and ODOM_TOPIC in have else None
-            if poses is not None:
+            poses = self._read_poses(reader) if (opts.fusion or opts.objects) and \
+                ODOM_TOPIC in have else None
+            if opts.objects:
+                from rosbag_tools.objects_eval import OfflineObjects
+
+                self.objects = OfflineObjects(rig, grid, self.diag, opts.detector_weights,
+                                              mode=opts.objects_mode)
+            if poses is not None and opts.fusion:
                 from lss_bev_ros.fusion import FusionConfig, GridFusion
 
                 self.fusion = GridFusion(FusionConfig(grid=grid))
@@ -441,6 +453,12 @@ class ReplayEvaluator:
                         frame = pipe.process(s)
                         if frame is not None:
                             on_frame(frame, self._images(pipe, s) if keep else None)
+                            if self.objects is not None:
+                                prob, known = occupancy_to_probability(frame.occupancy,
+                                                                       grid.nx, grid.ny)
+                                pose = _objects_pose(poses, frame.stamp)
+                                self.objects.set_rig(pipe.current_rig())
+                                self.objects.add(frame.stamp, s.items, prob, known, pose)
                     elif topic in info_topics:
                         pipe.add_camera_info(info_topics[topic], list(msg.k), int(msg.width),
                                              int(msg.height))
@@ -608,6 +626,35 @@ class ReplayEvaluator:
         return EvalReport(self.bag, None, self.frames, summ, stages, samples=self.samples)
 
 
+def _objects_pose(poses: Any, stamp: float) -> Any:
+    """The ``/odom`` pose at ``stamp`` as objects_node hands it to ObjectPipeline."""
+    from lss_bev_ros.objects import Pose2D as ObjectsPose
+
+    p = poses.lookup(stamp).pose if poses is not None else None
+    return None if p is None else ObjectsPose(p.x, p.y, p.yaw, stamp)
+
+
+def _score_objects(runner: ReplayEvaluator, report: EvalReport, opts: EvalOptions,
+                   out_dir: str | Path | None) -> None:
+    """Devkit scores of the run's objects (needs ``opts.dataroot`` for tokens and GT)."""
+    import tempfile
+
+    from rosbag_tools.objects_eval import score_objects
+
+    run = runner.objects.run
+    if opts.dataroot is None:
+        report.summary["objects"] = {"frames": len(run.frames),
+                                     "scored": "no --dataroot: objects not scored"}
+        return
+    target = Path(out_dir) / "objects" if out_dir is not None else Path(tempfile.mkdtemp())
+    try:
+        score_objects(run, Path(opts.dataroot), opts.dataset_version, target)
+    except ValueError as exc:
+        raise BagToolError(f"objects: {exc}") from exc
+    report.summary["objects"] = {"frames": len(run.frames), **run.summary}
+    report.files.update(run.files)
+
+
 def evaluate_bag(bag: str | Path, out_dir: str | Path | None, opts: EvalOptions | None = None
                  ) -> EvalReport:
     """Run the offline evaluation; with ``out_dir`` write CSV/JSON/summary/plots (+ video)."""
@@ -618,11 +665,15 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path | None, opts: EvalOptions 
 
         video = VideoWriter(Path(opts.video), fps=opts.video_fps or None, threshold=opts.threshold)
     runner = ReplayEvaluator(bag, opts, on_frame=video.add if video is not None else None)
+    ok = False
     try:
         report = runner.run()
+        if runner.objects is not None:
+            _score_objects(runner, report, opts, out_dir)
+        ok = True
     finally:
         if video is not None:
-            video.close()
+            video.close(success=ok)  # a failed run leaves no partial video behind
     if video is not None:
         report.files["video"] = video.path
     if out_dir is not None and opts.write_report:

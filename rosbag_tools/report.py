@@ -61,6 +61,20 @@ def _fused_lines(f: dict) -> list[str]:
             "same reference)"]
 
 
+def _objects_lines(o: dict) -> list[str]:
+    """Devkit detection / tracking scores of the objects (``--objects --dataroot``)."""
+    if not o:
+        return []
+    if "mAP" not in o:
+        return ["", f"objects    {o.get('frames', 0)} frames; {o.get('scored', '')}"]
+    return ["", f"objects (nuScenes devkit vs the dataroot's ground truth, "
+                f"{o.get('key_frames', 0)} key frames)",
+            "  " + "  ".join(f"{k} {_fmt(o.get(k, math.nan))}" for k in
+                             ("mAP", "NDS", "car_AP", "mATE", "mAOE", "mAVE")),
+            "  " + "  ".join(f"{k} {_fmt(o.get(k, math.nan))}" for k in
+                             ("AMOTA", "AMOTP", "IDS"))]
+
+
 def summary_table(report: EvalReport) -> str:
     """Metrics and per-stage latency percentiles as a plain-text table."""
     s = report.summary
@@ -80,6 +94,7 @@ def summary_table(report: EvalReport) -> str:
         f"{'recall':<12}{_fmt(s.get('mean_recall', math.nan)):>12}"
         f"{_fmt(s.get('pooled_recall', math.nan)):>10}",
         *_fused_lines(s.get("fused") or {}),
+        *_objects_lines(s.get("objects") or {}),
         "",
         f"{'stage (ms)':<16}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}",
     ]

@@ -165,3 +165,28 @@ def test_offline_eval_also_scores_the_fused_grid(offline) -> None:
     assert stats["frames"] == report.summary["frames_processed"]
     assert stats["fused"] >= stats["frames"] - 1 and stats["no_pose"] == 0  # /odom in the bag
     assert "fused IoU" in (out / "summary.txt").read_text()
+
+
+def test_offline_eval_objects_are_scored_by_the_devkit(synth_bag, synth_root, lss_weights,
+                                                       tmp_path) -> None:
+    """--objects: detector + objects cores per frame, submission files in the official format,
+    scored by the devkit's DetectionEval / TrackingEval against the dataroot's ground truth."""
+    import json
+
+    weights, thr = lss_weights
+    out = tmp_path / "eval"
+    report = evaluate_bag(synth_bag, out, EvalOptions(
+        weights=weights, threshold=thr, progress=False, n_sample_images=0, torch_threads=1,
+        objects=True, dataroot=synth_root))
+    o = report.summary["objects"]
+    assert o["frames"] == report.summary["frames_processed"] >= 4
+    assert o["key_frames"] == o["frames"]
+    for k in ("mAP", "NDS", "car_AP", "AMOTA", "AMOTP", "IDS"):
+        assert k in o and (np.isnan(o[k]) or o[k] >= 0.0)
+    assert 0.0 <= o["NDS"] <= 1.0
+    det = json.loads(report.files["detection_submission"].read_text())
+    assert set(det) == {"meta", "results"} and len(det["results"]) == o["key_frames"]
+    box = next(b for boxes in det["results"].values() for b in boxes)
+    assert {"sample_token", "translation", "size", "rotation", "velocity", "detection_name",
+            "detection_score", "attribute_name"} <= set(box)
+    assert "objects (nuScenes devkit" in (out / "summary.txt").read_text()
