@@ -354,8 +354,10 @@ class ReplayEvaluator:
             grid = pipe.grid
             filt = LidarFilter(z_min=opts.z_min, z_max=opts.z_max, min_points=opts.min_points)
             prefixes = list(opts.categories) or None
+            origin = None if lidar_extr is None else tuple(float(v) for v in lidar_extr[1])
             ev = BevEvaluator(grid, kind, opts.threshold, opts.stamp_tolerance_s,
-                              region=opts.region, lidar_filter=filt, prefixes=prefixes)
+                              region=opts.region, lidar_filter=filt, prefixes=prefixes,
+                              sensor_origin=origin)
             self.evaluator = ev
             poses = self._read_poses(reader) if (opts.fusion or opts.objects) and \
                 ODOM_TOPIC in have else None
@@ -370,7 +372,7 @@ class ReplayEvaluator:
                 self.fusion = GridFusion(FusionConfig(grid=grid))
                 self.fused_evaluator = BevEvaluator(
                     grid, kind, opts.threshold, opts.stamp_tolerance_s, region=opts.region,
-                    lidar_filter=filt, prefixes=prefixes)
+                    lidar_filter=filt, prefixes=prefixes, sensor_origin=origin)
             sample_at = set(np.linspace(0, max(n_sets - 1, 0), max(opts.n_sample_images, 0))
                             .round().astype(int).tolist()) if opts.n_sample_images else set()
             refs: OrderedDict[float, dict[str, Any]] = OrderedDict()  # for sample pictures

@@ -27,7 +27,7 @@ def test_demo_params_from_pipeline_yaml(tmp_path: Path) -> None:
     assert doc["bev_node"]["ros__parameters"]["weights"] == str(tmp_path / "w.pt")
     # the generated file is a valid pipeline parameter file (every key declared)
     names = [n for n, _, _ in resolve(out)]
-    assert names == [n for n in ("bev_node", "eval_node", "dashboard_node") if n in per_node]
+    assert names == list(per_node)  # the pipeline.yaml order, the player left out
 
 
 @pytest.mark.slow
