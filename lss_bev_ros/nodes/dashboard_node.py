@@ -2,9 +2,10 @@
 
 Subscribes to the camera images (compressed or raw), ``/detections/<cam>`` (Detection2DArray),
 ``/bev/occupancy`` (OccupancyGrid), ``/bev/metrics`` (BevMetrics), the PipelineTiming topics
-(``/bev/timing``, ``/detections/timing``) and, for the reference overlay on ``/bev``, the LiDAR
-cloud and/or GT boxes; serves them with :class:`lss_bev_ros.web.DashboardServer` (binds
-127.0.0.1:8080 by default).
+(``/bev/timing``, ``/detections/timing``), the tracked objects in base_link
+(``/objects/tracked_base_link``: boxes and ids drawn on ``/bev``) and, for the reference overlay
+on ``/bev``, the LiDAR cloud and/or GT boxes; serves them with
+:class:`lss_bev_ros.web.DashboardServer` (binds 127.0.0.1:8080 by default).
 
 Cost to the pipeline: callbacks only store the newest messages; a timer renders the camera
 mosaic and the BEV picture at most ``render_rate_hz``, only while a client watches the stream
@@ -31,13 +32,14 @@ from lss_bev_ros.conversions import (
     occupancy_to_probability,
     pointcloud2_to_array,
 )
+from lss_bev_ros.conversions.objects import object_from_tracked_msg
 from lss_bev_ros.eval.reference import (
     LidarFilter,
     ReferenceKind,
     boxes_from_markers,
     transform_points,
 )
-from lss_bev_ros.msg import BevMetrics, Detection2DArray, PipelineTiming
+from lss_bev_ros.msg import BevMetrics, Detection2DArray, PipelineTiming, TrackedObjects
 from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, sensor_qos, stamp_to_sec
 from lss_bev_ros.web import DashboardServer
 from lss_bev_ros.web.views import BevView, CameraMosaic
@@ -140,6 +142,9 @@ class DashboardNode(PerceptionNode):
                   read_only=True, validator=_topic),
         ParamSpec("boxes_topic", "/gt/boxes", "GT boxes MarkerArray (reference)",
                   read_only=True, validator=_topic),
+        ParamSpec("objects_topic", "/objects/tracked_base_link", "TrackedObjects in the grid "
+                  "frame drawn as boxes + ids on /bev (empty: none)", read_only=True,
+                  validator=_topic_or_empty),
         ParamSpec("rig_file", "", "rig YAML with the LiDAR extrinsic (clouds in the LiDAR "
                   "frame); empty: clouds must already be in the grid frame", read_only=True),
         ParamSpec("threshold", 0.5, "occupancy probability drawn as occupied", min=0.0,
@@ -254,6 +259,10 @@ class DashboardNode(PerceptionNode):
         if self.bev.needs_boxes:
             subs.append(self.create_subscription(
                 MarkerArray, self.p("boxes_topic"), self._on_boxes, 10, callback_group=group))
+        if self.p("objects_topic"):
+            subs.append(self.create_subscription(
+                TrackedObjects, self.p("objects_topic"), self._on_objects, 10,
+                callback_group=group))
         self._subs = subs
         self._make_render_timer()
         self._diag_timer = self.create_timer(1.0, self._update_diag, callback_group=group)
@@ -408,6 +417,21 @@ class DashboardNode(PerceptionNode):
         stamps = {stamp_to_sec(m.header.stamp) for m in msg.markers}
         if len(stamps) == 1:
             self.bev.add_boxes(stamps.pop(), boxes)
+
+    def _on_objects(self, msg: TrackedObjects) -> None:
+        if not self.active or self.bev is None:
+            return
+        if msg.header.frame_id != self._grid_frame:
+            self.diag.error("objects_frame", f"objects in frame {msg.header.frame_id!r}, the "
+                            f"grid is in {self._grid_frame!r}: not drawn")
+            return
+        try:
+            objs = [object_from_tracked_msg(o) for o in msg.objects]
+        except (AttributeError, IndexError, TypeError, ValueError) as exc:
+            self.diag.error("bad_objects", str(exc))
+            return
+        self.bev.add_objects(stamp_to_sec(msg.header.stamp), objs)
+        self.diag.count("object_arrays")
 
     # -- rendering (timer) ------------------------------------------------------------------------
     def _render(self) -> None:

@@ -45,6 +45,7 @@ from lss_bev_ros.visualization import (
     TP_RGB,
     BoxOverlay,
     colorize_bev,
+    draw_bev_objects,
     tile_cameras,
 )
 
@@ -225,6 +226,7 @@ class BevView:
         self._grid: tuple[float, np.ndarray, np.ndarray, GridSpec] | None = None
         self._points: deque = deque(maxlen=keep)
         self._boxes: deque = deque(maxlen=keep)
+        self._objects: deque = deque(maxlen=keep)  # (stamp, [object dicts in the grid frame])
         self._ref_cache: tuple[float, np.ndarray | None] | None = None
         self.caption: dict[str, str] = {}
         self.version = 0
@@ -257,6 +259,14 @@ class BevView:
             self._boxes.append((float(stamp), list(boxes)))
             self.version += 1
 
+    def add_objects(self, stamp: float, objects: Sequence[dict]) -> None:
+        """Tracked objects in the grid frame (dicts with x, y, yaw, length, width, label, id;
+        :func:`lss_bev_ros.conversions.objects.object_from_tracked_msg`), drawn on the grid
+        nearest in stamp."""
+        with self._lock:
+            self._objects.append((float(stamp), list(objects)))
+            self.version += 1
+
     def reference_for(self, stamp: float, grid: GridSpec) -> np.ndarray | None:
         """Reference mask for the grid at ``stamp`` (None: none configured or inputs missing)."""
         if self.kind is None:
@@ -284,7 +294,14 @@ class BevView:
         ref = self.reference_for(stamp, grid)
         img = colorize_bev(prob, known, ref, threshold=self.threshold, scale=int(scale),
                            resolution=grid.resolution, grid_origin=(grid.xmin, grid.ymin))
+        with self._lock:
+            objs = _nearest(self._objects, stamp, self.tolerance_s)
+        if objs:
+            draw_bev_objects(img, objs, scale=int(scale), resolution=grid.resolution,
+                             grid_origin=(grid.xmin, grid.ymin), grid_cells=(grid.nx, grid.ny))
         lines = [f"t={stamp:.2f}s"] + [f"{k} {v}" for k, v in list(self.caption.items()) if v]
+        if objs is not None:
+            lines.append(f"objects {len(objs)}")
         if self.kind is not None:
             lines.append(f"ref {self.kind.name.lower()}" + ("" if ref is not None
                                                              else " (waiting)"))
