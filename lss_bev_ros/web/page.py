@@ -268,7 +268,10 @@ function rows(tableId, html, cols, emptyText) {
 function render(d) {
   const m = d.metrics || {}, hist = d.metrics_history || [], timing = d.timing || {};
   setText("uptime", "up " + fmt(d.uptime_s, 0) + " s");
-  setText("kpi-iou", fmt(m.iou)); setText("kpi-iou-sub", "mean " + fmt(m.mean_iou));
+  setText("kpi-iou", fmt(m.iou));
+  setText("kpi-iou-sub", "mean " + fmt(m.mean_iou) + (isNum(m.observed_fraction)
+    && m.observed_fraction < 1 ? " \u00b7 scored on " + fmt(100 * m.observed_fraction, 0)
+    + " % of cells" : ""));
   setText("kpi-precision", fmt(m.precision));
   setText("kpi-precision-sub", "mean " + fmt(m.mean_precision));
   setText("kpi-recall", fmt(m.recall)); setText("kpi-recall-sub", "mean " + fmt(m.mean_recall));
