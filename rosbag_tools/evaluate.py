@@ -365,7 +365,8 @@ class ReplayEvaluator:
                 from rosbag_tools.objects_eval import OfflineObjects
 
                 self.objects = OfflineObjects(rig, grid, self.diag, opts.detector_weights,
-                                              mode=opts.objects_mode)
+                                              mode=opts.objects_mode,
+                                              time_jump_s=opts.time_jump_s)
             if poses is not None and opts.fusion:
                 from lss_bev_ros.fusion import FusionConfig, GridFusion
 

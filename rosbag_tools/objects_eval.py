@@ -45,13 +45,15 @@ class OfflineObjects:
 
     def __init__(self, rig: RigCalibration, grid: GridSpec, diag: CountingDiagnostics,
                  detector_weights: Path | None = None, imgsz: int = 416,
-                 conf_threshold: float = 0.25, mode: str = "fused") -> None:
+                 conf_threshold: float = 0.25, mode: str = "fused",
+                 time_jump_s: float = 5.0) -> None:
         self.diag = diag
         det = BatchedDetector(DetectorConfig(str(detector_weights or DEFAULT_DETECTOR),
                                              imgsz=imgsz))
         self.detection = DetectionPipeline(det, rig.names, conf_threshold)
         self.detection.detector.update(conf=self.detection.detector_threshold())
-        self.objects = ObjectPipeline(rig, grid, CLASS_NAMES, ObjectsConfig(mode=mode))
+        self.objects = ObjectPipeline(rig, grid, CLASS_NAMES, ObjectsConfig(mode=mode,
+                                                                        time_jump_s=time_jump_s))
         self.run = ObjectsRun()
         self._last_stamp = -np.inf
 

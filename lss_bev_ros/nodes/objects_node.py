@@ -165,17 +165,18 @@ class ObjectsNode(PerceptionNode):
                   read_only=True, validator=lambda v: None if len(v) == 2 else "needs [x, y]"),
         ParamSpec("mode", "fused", "evidence: " + "; ".join(f"{k}: {v}" for k, v in
                                                              MODES.items()), choices=tuple(MODES)),
-        ParamSpec("min_score", 0.2, "detections below this score are ignored", min=0.0,
-                  max=1.0),
-        ParamSpec("max_range_m", 60.0, "objects farther from their camera are dropped (m)",
-                  min=1.0, max=500.0),
-        ParamSpec("bev_threshold", 0.4, "BEV probability of blob cells", min=0.01, max=0.99),
-        ParamSpec("accel_sigma", 3.0, "tracker: white-noise acceleration std (m/s^2)",
-                  min=0.01, max=100.0),
-        ParamSpec("confirm_hits", 2, "tracker: updates before a track is published", min=1,
-                  max=100),
-        ParamSpec("max_coast_s", 1.5, "tracker: a track survives this long unseen (s)",
-                  min=0.01, max=60.0),
+        ParamSpec("min_score", ObjectsConfig.min_score, "detections below this score are "
+                  "ignored", min=0.0, max=1.0),
+        ParamSpec("max_range_m", ObjectsConfig.max_range_m, "objects farther from their camera "
+                  "are dropped (m)", min=1.0, max=500.0),
+        ParamSpec("bev_threshold", ObjectsConfig.bev_threshold, "BEV probability of blob cells",
+                  min=0.01, max=0.99),
+        ParamSpec("accel_sigma", ObjectsConfig.accel_sigma, "tracker: white-noise acceleration "
+                  "std (m/s^2)", min=0.01, max=100.0),
+        ParamSpec("confirm_hits", ObjectsConfig.confirm_hits, "tracker: updates before a track "
+                  "is published", min=1, max=100),
+        ParamSpec("max_coast_s", ObjectsConfig.max_coast_s, "tracker: a track survives this "
+                  "long unseen (s)", min=0.01, max=60.0),
         ParamSpec("time_jump_s", 5.0, "a stamp this much older than the newest restarts "
                   "synchronisation and tracking (looped bag), s", min=0.01, max=1e6),
         ParamSpec("sync_tolerance_s", 0.05, "max stamp spread of one camera set (s)", min=0.0,
