@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import struct
-import warnings
 
 import cv2
 import numpy as np
@@ -28,6 +27,9 @@ nuScenes camera 1.44 MP). Checked from the header before anything is decoded."""
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless, arithmetic variants)
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+# formats besides PNG / JPEG whose header Pillow reads and OpenCV decodes (others are refused)
+_PIL_FORMATS = ("BMP", "DIB", "JPEG2000", "PPM", "SUN", "TIFF", "WEBP")
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3}
 
@@ -112,19 +114,34 @@ def compressed_image_size(data) -> tuple[int, int, str]:
     if buf.startswith(b"\xff\xd8"):
         w, h = _jpeg_size(buf)
         return w, h, "jpeg"
-    from PIL import Image, UnidentifiedImageError
+    return _pil_header_size(bytes(_as_bytes(data)), len(buf))
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(bytes(_as_bytes(data)))) as im:
-                return int(im.size[0]), int(im.size[1]), str(im.format or "?").lower()
-    except Image.DecompressionBombError as exc:
-        raise ImageConversionError(f"compressed image refused before decoding: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageConversionError(
-            f"could not decode compressed image: no known format ({len(buf)} header bytes): "
-            f"{exc}") from exc
+
+def _pil_header_size(data: bytes, n_header: int) -> tuple[int, int, str]:
+    """(width, height, format) from the header parser of Pillow's plugin for one of
+    :data:`_PIL_FORMATS`, called directly: ``PIL.Image.open`` is bypassed because it checks
+    for bombs by itself (raising before we learn the size) and because ultralytics patches it
+    to install packages when a file is not recognised."""
+    from PIL import Image
+
+    Image.init()
+    prefix = data[:16]
+    for fmt in _PIL_FORMATS:
+        factory, accept = Image.OPEN.get(fmt, (None, None))
+        if factory is None or (accept is not None and not accept(prefix)):
+            continue
+        try:
+            im = factory(io.BytesIO(data), "")
+        except Exception as exc:  # a plugin's header parser rejecting the data
+            raise ImageConversionError(
+                f"could not decode {fmt} image: corrupt header: {type(exc).__name__}: {exc}"
+            ) from exc
+        w, h = (int(v) for v in im.size)
+        im.close()
+        return w, h, fmt.lower()
+    raise ImageConversionError(
+        f"could not decode compressed image: no known format ({n_header} header bytes; "
+        f"PNG, JPEG, {', '.join(_PIL_FORMATS)} are read)")
 
 
 def check_compressed_size(data, max_pixels: int = MAX_COMPRESSED_PIXELS,

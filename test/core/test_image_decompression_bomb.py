@@ -94,3 +94,21 @@ def test_data_in_no_known_format_is_a_conversion_error() -> None:
         decode_compressed(b"GIF-ish garbage" * 10)
     with pytest.raises(ImageConversionError, match="JPEG"):
         decode_compressed(b"\xff\xd8\xff\xe0\x00\x10JFIF")
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".tiff", ".webp", ".ppm", ".jp2"])
+def test_other_opencv_formats_report_their_declared_size(ext: str) -> None:
+    data = cv2.imencode(ext, np.zeros((40, 50, 3), np.uint8))[1].tobytes()
+    assert compressed_image_size(data)[:2] == (50, 40)
+    assert decode_compressed(data).shape == (40, 50, 3)
+
+
+def test_garbage_is_a_conversion_error_even_with_ultralytics_patching_pillow() -> None:
+    # ultralytics replaces PIL.Image.open with a wrapper that, on an unknown file, tries to
+    # install and import pi-heif: the size check must not go through it
+    import ultralytics.utils.patches  # noqa: F401
+
+    rng = np.random.default_rng(0)
+    for n in (16, 600, 5000):
+        with pytest.raises(ImageConversionError, match="could not decode"):
+            compressed_image_size(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
