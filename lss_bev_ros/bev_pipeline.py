@@ -187,6 +187,36 @@ def load_bev_model(weights: str | Path | None, model_config: str = "small",
     return LiftSplatShoot(cfg), cfg, f"untrained {model_config} (seed {seed})"
 
 
+PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
+"""``precision`` values: ``auto`` = reduced precision only where it helps (see
+:func:`create_bev_backend`)."""
+
+
+def create_bev_backend(name: str, model: Any, cfg: LSSConfig, rig: RigCalibration,
+                       device: str, precision: str, cache_dir: Path | None,
+                       options: Mapping[str, Any], diag: DiagnosticsSink) -> Any:
+    """The backend bev_node and ``lss-bev-bag eval`` run, one way: ``precision`` resolved by
+    :func:`lss_bev_ros.backends.cpu_features.resolve_precision` (``auto``: bf16 only on CPUs
+    with native bf16 and fp16 on CUDA, each after a parity check against fp32 on a probe frame
+    of this rig, else fp32; an explicit bf16 on a CPU without native bf16 is kept but reported
+    as ``precision`` in diagnostics, naming the slowdown)."""
+    import torch
+
+    from lss_bev_ros.backends import create_backend
+    from lss_bev_ros.backends.cpu_features import resolve_precision, torch_parity_check
+    from lss_bev_ros.backends.rig import calibration_tensors, random_images
+
+    dev = torch.device(device)
+    probe = (random_images(cfg, len(rig.names)).to(dev),
+             *(t.to(dev) for t in calibration_tensors(cfg, rig)))
+    choice = resolve_precision(precision, dev, parity=torch_parity_check(model.to(dev), probe))
+    diag.set("precision", f"{choice.precision} ({choice.reason})")
+    if choice.warning:
+        diag.error("precision", choice.reason)
+    return create_backend(name, model, device, choice.precision, cache_dir=cache_dir,
+                          **dict(options))
+
+
 class BevPipeline:
     """Messages -> :class:`BevFrame` for one rig (see the module docstring).
 

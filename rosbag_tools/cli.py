@@ -13,7 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from lss_bev_ros.backends import BACKEND_NAMES, PRECISIONS
+from lss_bev_ros.backends import BACKEND_NAMES
+from lss_bev_ros.bev_pipeline import PRECISION_CHOICES
 from lss_bev_ros.eval.reference import ReferenceKind
 from rosbag_tools.bagio import BagToolError
 
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", default="torch", choices=BACKEND_NAMES,
                    help="inference backend (default torch)")
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    e.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    e.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
     e.add_argument("--backend-options", default="",
                    help="'key=value, ...' backend options, as bev_node's backend_options "
                    "(e.g. 'mode=stages, bev_encoder=torch_bf16')")

@@ -29,6 +29,7 @@ from lss_bev_ros.bev_pipeline import (
     BevFrame,
     BevPipeline,
     BevPipelineOptions,
+    create_bev_backend,
     load_bev_model,
     stamp_seconds,
 )
@@ -83,7 +84,7 @@ class EvalOptions:
     weights: Path | None = None  # None: untrained LSSConfig.small (plumbing only)
     backend: str = "torch"
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: str = "auto"  # bev_node's default
     backend_options: str = ""  # "key=value, ..." (bev_node's parameter of the same name)
     cache_dir: Path | None = None
     rig: Path | None = None  # default: <bag>.rig.yaml, else the copy embedded in the bag
@@ -303,7 +304,7 @@ class ReplayEvaluator:
     def _run(self) -> EvalReport:
         from tqdm import tqdm
 
-        from lss_bev_ros.backends import create_backend, parse_backend_options
+        from lss_bev_ros.backends import parse_backend_options
 
         opts = self.opts
         t_start = time.perf_counter()
@@ -337,10 +338,10 @@ class ReplayEvaluator:
 
             model, cfg = load_model(opts)
             try:
-                backend = create_backend(opts.backend, model, opts.device, opts.precision,
-                                         cache_dir=Path(opts.cache_dir) if opts.cache_dir
-                                         else None,
-                                         **parse_backend_options(opts.backend_options))
+                backend = create_bev_backend(
+                    opts.backend, model, cfg, rig, opts.device, opts.precision,
+                    Path(opts.cache_dir) if opts.cache_dir else None,
+                    parse_backend_options(opts.backend_options), self.diag)
             except Exception as exc:
                 raise BagToolError(f"backend {opts.backend}: {exc}") from exc
             self.backend_name = str(getattr(backend, "name", opts.backend))

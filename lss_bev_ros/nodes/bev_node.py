@@ -22,13 +22,15 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
 
-from lss_bev_ros.backends import BACKEND_NAMES, PRECISIONS, create_backend, parse_backend_options
+from lss_bev_ros.backends import BACKEND_NAMES, parse_backend_options
 from lss_bev_ros.bev_pipeline import (
     MODEL_CONFIGS,
     POLICIES,
+    PRECISION_CHOICES,
     BevFrame,
     BevPipeline,
     BevPipelineOptions,
+    create_bev_backend,
     load_bev_model,
 )
 from lss_bev_ros.calibration import (
@@ -98,8 +100,9 @@ class BevNode(PerceptionNode):
                   choices=BACKEND_NAMES),
         ParamSpec("device", "cpu", "torch device: cpu, cuda, cuda:N", read_only=True,
                   validator=device_error),
-        ParamSpec("precision", "fp32", "inference precision", read_only=True,
-                  choices=PRECISIONS),
+        ParamSpec("precision", "auto", "inference precision; auto: bf16 only on CPUs with "
+                  "native bf16 (amx/avx512_bf16), fp16 on CUDA, each after a parity check "
+                  "against fp32, else fp32", read_only=True, choices=PRECISION_CHOICES),
         ParamSpec("backend_options", "", "extra backend options, 'key=value' pairs separated by "
                   "commas, e.g. 'mode=stages, bev_encoder=torch_bf16' (onnxruntime) or "
                   "'channels_last=true' (torch); see lss_bev_ros.backends", read_only=True,
@@ -217,9 +220,11 @@ class BevNode(PerceptionNode):
                 "meaningless; set 'weights' to a trained checkpoint")
         self.diag.set("model", what)
         cache = self.p("cache_dir") or None
-        backend = create_backend(self.p("backend"), model, self.p("device"),
-                                 self.p("precision"), cache_dir=Path(cache) if cache else None,
-                                 **parse_backend_options(self.p("backend_options")))
+        backend = create_bev_backend(
+            self.p("backend"), model, cfg, self.rig, self.p("device"), self.p("precision"),
+            Path(cache) if cache else None, parse_backend_options(self.p("backend_options")),
+            self.diag)
+        self.get_logger().info(f"precision: {self.diag.values.get('precision')}")
         self.diag.set("backend", backend.name)
         self.pipeline = pipe = BevPipeline(backend, cfg, self.rig, self._pipeline_options(),
                                            self.diag)

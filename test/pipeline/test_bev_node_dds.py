@@ -139,7 +139,8 @@ class Rig:
 
 def _start(ctx, rig_file: Path, compressed: bool, images, **params) -> Rig:
     over = {"rig_file": str(rig_file), "input_type": "compressed" if compressed else "raw",
-            "missing_timeout_s": 0.6, "qos_reliable": True, "qos_depth": 10, **params}
+            "missing_timeout_s": 0.6, "qos_reliable": True, "qos_depth": 10,
+            "precision": "fp32", **params}  # outputs are compared with the fp32 core
     node = BevNode(context=ctx, parameter_overrides=[Parameter(k, value=v)
                                                      for k, v in over.items()])
     assert node.maybe_autostart(), "bev_node did not activate"
@@ -404,3 +405,44 @@ def test_bev_node_takes_extrinsics_from_tf_static(ros_context, small_rig, camera
     finally:
         r.close()
         pub_node.destroy_node()
+
+
+@pytest.mark.parametrize("bad", ["k22_zero", "huge_size", "cx_far_outside"])
+def test_invalid_camera_info_masks_only_that_camera_until_a_valid_one(raw, bad):
+    """K[2][2] = 0, a 40000 x 40000 CameraInfo or cx = -1e6: counted, CAM_FRONT masked, grids
+    keep coming from the other cameras; the next valid CameraInfo brings the camera back."""
+    info = raw.info_msg("CAM_FRONT", 2.0)
+    k = list(info.k)
+    if bad == "k22_zero":
+        k[8] = 0.0
+    elif bad == "huge_size":
+        info.width = info.height = 40000
+    else:
+        k[2] = -1e6
+    info.k = k
+    raw.pub_info["CAM_FRONT"].publish(info)
+    raw.wait_diag("bad_camera_info", "1")
+    for cam in NUSCENES_CAMERAS:  # images only: the valid infos of publish_set would fix it
+        raw.pub_img[cam].publish(raw.image_msg(cam, 2.0))
+    g = raw.wait_grid(2.0)
+    assert _unknown(g) > _unknown(raw.first)  # CAM_FRONT's view unknown, the rest produced
+    assert raw.diag.get("bad_camera_info_cameras") == "CAM_FRONT"
+    raw.publish_set(3.0)  # with valid CameraInfo again
+    assert _unknown(raw.wait_grid(3.0)) == _unknown(raw.first)
+    raw.wait_diag("bad_camera_info_cameras", "")
+
+
+def test_precision_auto_is_resolved_and_reported(ros_context, small_rig, camera_images):
+    """auto: bf16 only where the CPU has native bf16 and the parity check passes, else fp32;
+    the choice and its reason are in /diagnostics."""
+    from lss_bev_ros.backends.cpu_features import read_cpu_features
+
+    r = _start(ros_context, small_rig, False, camera_images, precision="auto", warmup=False)
+    try:
+        chosen = r.node.diag.values["precision"]
+        native = {"amx_bf16", "avx512_bf16"} & set(read_cpu_features().flags)
+        assert chosen.startswith(("bf16", "fp32") if native else ("fp32",)), chosen
+        r.publish_set(1.0)
+        r.wait_grid(1.0)
+    finally:
+        r.close()

@@ -147,7 +147,7 @@ def test_cli_eval(synth_bag: Path, lss_weights, tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     r = _cli("eval", str(synth_bag), "--weights", str(weights), "--threshold", str(thr),
              "--max-frames", "1", "--out", str(tmp_path / "rep"), "--reference", "gt_boxes",
-             "--samples", "1", "--torch-threads", "1", "--quiet",
+             "--samples", "1", "--torch-threads", "1", "--quiet", "--precision", "fp32",
              "--backend-options", "channels_last=true, jit=freeze")
     assert r.returncode == 0, r.stderr
     assert "IoU" in r.stdout and "report:" in r.stdout
