@@ -31,12 +31,12 @@ from rosbags.rosbag2.errors import WriterError
 from lss_bev_ros.calibration import (
     NUSCENES_CAMERAS,
     frame_id_for,
-    matrix_to_quaternion,
     quaternion_to_matrix,
     rig_from_nuscenes,
     save_rig_yaml,
 )
 from lss_bev_ros.conversions import points_to_pointcloud2_fields
+from lss_bev_ros.data.frames import boxes_in_base_link
 from lss_bev_ros.visualization import category_rgba
 from rosbag_tools.bagio import (
     BASE_FRAME,
@@ -391,18 +391,11 @@ def _scene_events(nusc, scene: dict, opts: ConvertOptions) -> tuple[list[_Event]
             ego = nusc.get("ego_pose", sd["ego_pose_token"])
             t_ns = int(sd["timestamp"]) * 1000
 
-            def build_boxes(t_ns=t_ns, ego=ego, anns=tuple(sample["anns"])):
-                r_e = quaternion_to_matrix(ego["rotation"])
-                t_e = np.asarray(ego["translation"], dtype=np.float64)
+            def build_boxes(t_ns=t_ns, ego=ego, sample=sample):
                 markers = [deleteall_marker(t_ns)] if opts.gt_deleteall else []
-                for at in anns:
-                    ann = nusc.get("sample_annotation", at)
-                    center = r_e.T @ (np.asarray(ann["translation"], np.float64) - t_e)
-                    q = matrix_to_quaternion(r_e.T @ quaternion_to_matrix(ann["rotation"]))
-                    w, length, h = ann["size"]
-                    mid = nusc.getind("instance", ann["instance_token"])
-                    markers.append(box_marker(t_ns, ann["category_name"], mid, center, q,
-                                              (length, w, h)))
+                markers += [box_marker(t_ns, b.category, b.instance, b.center, b.q_wxyz,
+                                       tuple(b.size_lwh))
+                            for b in boxes_in_base_link(nusc, sample, ego)]
                 return T[MSG_MARKERS](markers=markers)
 
             add(t_ns, GT_BOXES_TOPIC, MSG_MARKERS, build_boxes)

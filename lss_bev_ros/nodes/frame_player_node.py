@@ -16,15 +16,13 @@ current clock keeping the sensors' relative offsets (so end-to-end latency is me
 ``dataset`` the original timestamps are used. Optionally writes the rig calibration YAML that
 bev_node / eval_node read (``rig_file_out``).
 
-Dataset access (:class:`NuScenesFrames`) is plain Python (no ROS) and cached per sample.
+Dataset access is :class:`lss_bev_ros.data.frames.NuScenesFrames` (no ROS; the GT boxes are the
+same function ``lss-bev-bag convert`` writes).
 """
 
 from __future__ import annotations
 
 import array
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,14 +34,12 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from lss_bev_ros.calibration import (
     NUSCENES_CAMERAS,
-    CameraCalibration,
-    RigCalibration,
     frame_id_for,
     matrix_to_quaternion,
-    quaternion_to_matrix,
     save_rig_yaml,
 )
 from lss_bev_ros.conversions import points_to_pointcloud2_fields, rgb_to_image_bytes
+from lss_bev_ros.data.frames import NuScenesFrames, SampleFrame
 from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
@@ -59,175 +55,6 @@ try:  # /tf and /tf_static need tf2_msgs (not on PyPI; built by tools/bootstrap.
 except ImportError:  # pragma: no cover - depends on the ROS install
     TFMessage = None
     TransformStamped = None
-
-
-# ---------------------------------------------------------------------------------------------
-# dataset side (no ROS)
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class CameraFrame:
-    """One camera image of a sample (intrinsics already scaled to the published size)."""
-
-    name: str
-    timestamp: float  # s (dataset time)
-    jpeg: bytes  # as stored (or re-encoded when scaled)
-    rgb: np.ndarray | None  # H x W x 3 uint8, decoded lazily for raw transport
-    width: int
-    height: int
-    intrinsics: np.ndarray  # 3 x 3
-    rotation: np.ndarray  # camera -> ego
-    translation: np.ndarray
-
-
-@dataclass
-class SampleFrame:
-    """Everything the player publishes for one nuScenes key frame."""
-
-    token: str
-    scene: str
-    timestamp: float  # s, sample time
-    cameras: dict[str, CameraFrame]
-    lidar_points: np.ndarray | None  # P x 5 float32 (x, y, z, intensity, ring) in the LiDAR frame
-    lidar_timestamp: float
-    lidar_rotation: np.ndarray | None
-    lidar_translation: np.ndarray | None
-    # boxes in base_link at the LiDAR time: (category, centre xyz, (l, w, h), quaternion wxyz)
-    boxes: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
-    ego_translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
-    ego_rotation_wxyz: np.ndarray = field(default_factory=lambda: np.array([1.0, 0, 0, 0]))
-
-    @property
-    def newest_timestamp(self) -> float:
-        ts = [c.timestamp for c in self.cameras.values()]
-        if self.lidar_points is not None:
-            ts.append(self.lidar_timestamp)
-        return max(ts) if ts else self.timestamp
-
-    def rig(self) -> RigCalibration:
-        """Rig calibration of this sample (published image sizes / intrinsics)."""
-        cams = tuple(
-            CameraCalibration(c.name, c.width, c.height, c.intrinsics, c.rotation, c.translation)
-            for c in self.cameras.values()
-        )
-        return RigCalibration(cams, self.lidar_rotation, self.lidar_translation)
-
-
-class NuScenesFrames:
-    """Key frames of a nuScenes dataroot, in scene order, with an LRU cache of loaded frames.
-
-    ``image_scale`` < 1 downsizes the images (JPEG re-encoded, intrinsics scaled) to cut
-    bandwidth and decode cost.
-    """
-
-    def __init__(self, dataroot: str | Path, version: str = "v1.0-mini",
-                 scenes: list[str] | None = None, cameras: tuple[str, ...] = NUSCENES_CAMERAS,
-                 image_scale: float = 1.0, jpeg_quality: int = 90, cache_size: int = 64) -> None:
-        from nuscenes.nuscenes import NuScenes
-
-        root = Path(dataroot)
-        if not (root / version).is_dir():
-            raise FileNotFoundError(f"no nuScenes tables at {root / version} (dataroot/version)")
-        self.nusc = NuScenes(version=version, dataroot=str(root), verbose=False)
-        self.cameras = tuple(cameras)
-        self.image_scale = float(image_scale)
-        self.jpeg_quality = int(jpeg_quality)
-        self.cache_size = max(1, int(cache_size))
-        self._cache: OrderedDict[str, SampleFrame] = OrderedDict()
-        wanted = set(scenes or [])
-        known = {s["name"] for s in self.nusc.scene}
-        if wanted - known:
-            raise ValueError(f"unknown scenes {sorted(wanted - known)} (have {sorted(known)})")
-        self.tokens: list[tuple[str, str]] = []  # (scene name, sample token)
-        for sc in self.nusc.scene:
-            if wanted and sc["name"] not in wanted:
-                continue
-            tok = sc["first_sample_token"]
-            while tok:
-                self.tokens.append((sc["name"], tok))
-                tok = self.nusc.get("sample", tok)["next"]
-        if not self.tokens:
-            raise ValueError(f"no samples in {root} ({version}, scenes {sorted(wanted) or 'all'})")
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def frame(self, index: int) -> SampleFrame:
-        scene, token = self.tokens[index % len(self.tokens)]
-        if token in self._cache:
-            self._cache.move_to_end(token)
-            return self._cache[token]
-        f = self._load(scene, token)
-        self._cache[token] = f
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return f
-
-    def _load(self, scene: str, token: str) -> SampleFrame:
-        nusc = self.nusc
-        sample = nusc.get("sample", token)
-        cams: dict[str, CameraFrame] = {}
-        for ch in self.cameras:
-            if ch not in sample["data"]:
-                raise ValueError(f"sample {token} has no {ch}")
-            sd = nusc.get("sample_data", sample["data"][ch])
-            cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-            path = Path(nusc.dataroot) / sd["filename"]
-            jpeg = path.read_bytes()
-            w, h = int(sd["width"]), int(sd["height"])
-            K = np.asarray(cs["camera_intrinsic"], dtype=np.float64)
-            rgb = None
-            if self.image_scale != 1.0:
-                bgr = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise ValueError(f"cannot decode {path}")
-                nw, nh = max(1, round(w * self.image_scale)), max(1, round(h * self.image_scale))
-                bgr = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA)
-                K = K.copy()
-                K[0] *= nw / w
-                K[1] *= nh / h
-                w, h = nw, nh
-                ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-                if not ok:
-                    raise ValueError(f"cannot re-encode {path}")
-                jpeg = buf.tobytes()
-                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            cams[ch] = CameraFrame(ch, sd["timestamp"] * 1e-6, jpeg, rgb, w, h, K,
-                                   quaternion_to_matrix(cs["rotation"]),
-                                   np.asarray(cs["translation"], dtype=np.float64))
-        pts = lr = lt = None
-        lts = sample["timestamp"] * 1e-6
-        pose = None
-        boxes = []
-        if "LIDAR_TOP" in sample["data"]:
-            sd = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
-            cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
-            raw = np.fromfile(Path(nusc.dataroot) / sd["filename"], dtype=np.float32)
-            pts = raw.reshape(-1, 5)
-            lr, lt = quaternion_to_matrix(cs["rotation"]), np.asarray(cs["translation"], float)
-            lts = sd["timestamp"] * 1e-6
-            pose = nusc.get("ego_pose", sd["ego_pose_token"])
-            boxes = self._boxes_in_ego(sd["token"], pose)
-        elif cams:
-            first = next(iter(sample["data"][c] for c in self.cameras))
-            pose = nusc.get("ego_pose", nusc.get("sample_data", first)["ego_pose_token"])
-        f = SampleFrame(token, scene, sample["timestamp"] * 1e-6, cams, pts, lts, lr, lt, boxes)
-        if pose is not None:
-            f.ego_translation = np.asarray(pose["translation"], float)
-            f.ego_rotation_wxyz = np.asarray(pose["rotation"], float)
-        return f
-
-    def _boxes_in_ego(self, lidar_sd_token: str, pose: dict) -> list:
-        from pyquaternion import Quaternion as PyQuat
-
-        out = []
-        q_inv = PyQuat(pose["rotation"]).inverse
-        for b in self.nusc.get_boxes(lidar_sd_token):
-            b.translate(-np.asarray(pose["translation"], float))
-            b.rotate(q_inv)
-            w, length, h = (float(v) for v in b.wlh)
-            out.append((b.name, np.asarray(b.center, float), np.array([length, w, h]),
-                        np.asarray(b.orientation.elements, float)))
-        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,8 +278,8 @@ class FramePlayerNode(PerceptionNode):
         clear = Marker(action=Marker.DELETEALL)
         clear.header.stamp, clear.header.frame_id = stamp, base
         out = [clear]
-        for i, (cat, c, size, q) in enumerate(f.boxes):
-            m = Marker(type=Marker.CUBE, action=Marker.ADD, id=i, ns=cat)
+        for cat, c, size, q, instance in f.boxes:
+            m = Marker(type=Marker.CUBE, action=Marker.ADD, id=instance, ns=cat)
             m.header.stamp, m.header.frame_id = stamp, base
             m.pose = Pose(position=Point(x=float(c[0]), y=float(c[1]), z=float(c[2])),
                           orientation=Quaternion(w=float(q[0]), x=float(q[1]), y=float(q[2]),

@@ -108,7 +108,7 @@ def test_frame_source_boxes_in_base_link(synth_root):
     from nuscenes.nuscenes import NuScenes
 
     from lss_bev_ros.calibration import quaternion_to_matrix
-    from lss_bev_ros.nodes.frame_player_node import NuScenesFrames
+    from lss_bev_ros.data.frames import NuScenesFrames
 
     frames = NuScenesFrames(synth_root, image_scale=0.5)
     f = frames.frame(1)
@@ -119,7 +119,7 @@ def test_frame_source_boxes_in_base_link(synth_root):
         "sample_data", sample["data"]["LIDAR_TOP"])["calibrated_sensor_token"])
     r, t = quaternion_to_matrix(cs["rotation"]), np.asarray(cs["translation"])
     want = sorted(tuple(np.round(r @ b.center + t, 3)) for b in boxes_lidar)
-    got = sorted(tuple(np.round(c, 3)) for _, c, _, _ in f.boxes)
+    got = sorted(tuple(np.round(b.center, 3)) for b in f.boxes)
     assert len(got) == len(want) > 0
     np.testing.assert_allclose(np.array(got), np.array(want), atol=2e-3)
     cam = f.cameras["CAM_FRONT"]

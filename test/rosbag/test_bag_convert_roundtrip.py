@@ -345,3 +345,35 @@ def test_sweeps_converted_and_optional(synth_root: Path, tmp_path: Path) -> None
                              progress=False)
     assert key.counts[cam_front] == 5 and key.counts["/lidar_top/points"] == 5
     assert key.counts["/odom"] == 5 and key.counts["/tf"] == 5
+
+
+def test_bag_gt_boxes_equal_the_live_players_boxes(synth_root: Path, synth_bag: Path) -> None:
+    """One reader: /gt/boxes in the bag = the boxes frame_player_node publishes live (same
+    marker ids, centres, colours) for every key frame."""
+    from rosbags.rosbag2 import Reader
+
+    from lss_bev_ros.data.frames import NuScenesFrames
+    from lss_bev_ros.visualization import category_rgba
+    from rosbag_tools.bagio import GT_BOXES_TOPIC, TYPESTORE
+
+    frames = NuScenesFrames(synth_root)
+    live = {round(frames.frame(i).lidar_timestamp, 6): frames.frame(i).boxes
+            for i in range(len(frames))}
+    with Reader(synth_bag) as r:
+        conns = [c for c in r.connections if c.topic == GT_BOXES_TOPIC]
+        n = 0
+        for conn, _, raw in r.messages(connections=conns):
+            msg = TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            cubes = [m for m in msg.markers if m.type == 1 and m.action == 0]  # CUBE, ADD
+            stamp = round(cubes[0].header.stamp.sec + cubes[0].header.stamp.nanosec * 1e-9, 6)
+            boxes = {b.instance: b for b in live[stamp]}
+            assert {m.id for m in cubes} == set(boxes)
+            for m in cubes:
+                b = boxes[m.id]
+                assert m.ns == b.category
+                np.testing.assert_allclose([m.pose.position.x, m.pose.position.y,
+                                            m.pose.position.z], b.center, atol=1e-6)
+                assert (m.color.r, m.color.g, m.color.b, m.color.a) == pytest.approx(
+                    category_rgba(b.category))
+            n += 1
+    assert n == len(frames)
