@@ -7,11 +7,12 @@ object with the same attributes), so they are testable without ROS.
 from __future__ import annotations
 
 import array
+import math
 from typing import Any
 
 import numpy as np
 
-from lss_bev_ros.conversions.grid import GridConversionError, GridSpec
+from lss_bev_ros.conversions.grid import GridConversionError, GridSpec, occupancy_to_probability
 from lss_bev_ros.conversions.image import rgb_to_image_bytes
 
 
@@ -41,3 +42,22 @@ def fill_rgb8_image(msg: Any, rgb: np.ndarray, stamp: Any, frame_id: str) -> Any
     msg.height, msg.width, msg.step, msg.data = rgb_to_image_bytes(rgb)
     msg.encoding = "rgb8"
     return msg
+
+
+def occupancy_grid_to_probability(msg: Any, expected: GridSpec) -> tuple[np.ndarray, np.ndarray]:
+    """``nav_msgs/OccupancyGrid`` -> (X x Y probabilities, X x Y known) indexed [ix, iy],
+    after checking its frame, size, resolution and origin against ``expected``. Raises
+    :class:`GridConversionError` naming both geometries when they differ."""
+    g, info = expected, msg.info
+    ok = (msg.header.frame_id == g.frame_id and int(info.width) == g.nx
+          and int(info.height) == g.ny
+          and math.isclose(info.resolution, g.resolution, abs_tol=1e-6)
+          and math.isclose(info.origin.position.x, g.xmin, abs_tol=1e-4)
+          and math.isclose(info.origin.position.y, g.ymin, abs_tol=1e-4))
+    if not ok:
+        raise GridConversionError(
+            f"grid {info.width}x{info.height} @ {info.resolution} m, origin "
+            f"({info.origin.position.x}, {info.origin.position.y}) in "
+            f"{msg.header.frame_id!r}; expected {g.nx}x{g.ny} @ {g.resolution} m, origin "
+            f"({g.xmin}, {g.ymin}) in {g.frame_id!r}")
+    return occupancy_to_probability(msg.data, g.nx, g.ny)

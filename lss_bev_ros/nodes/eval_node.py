@@ -22,11 +22,12 @@ from visualization_msgs.msg import MarkerArray
 
 from lss_bev_ros.calibration import CalibrationError, load_rig_yaml
 from lss_bev_ros.conversions import (
+    ConversionError,
     GridSpec,
     PointCloudError,
-    occupancy_to_probability,
     pointcloud2_to_array,
 )
+from lss_bev_ros.conversions.grid_msg import occupancy_grid_to_probability
 from lss_bev_ros.eval.evaluator import REGIONS, BevEvaluator, FrameResult
 from lss_bev_ros.eval.reference import (
     LidarFilter,
@@ -253,22 +254,9 @@ class EvalNode(PerceptionNode):
             return
         ev = self.evaluator
         g = ev.grid
-        info = msg.info
-        ok = (msg.header.frame_id == g.frame_id and int(info.width) == g.nx
-              and int(info.height) == g.ny and math.isclose(info.resolution, g.resolution,
-                                                            abs_tol=1e-6)
-              and math.isclose(info.origin.position.x, g.xmin, abs_tol=1e-4)
-              and math.isclose(info.origin.position.y, g.ymin, abs_tol=1e-4))
-        if not ok:
-            self.diag.error("grid_mismatch", (
-                f"grid {info.width}x{info.height} @ {info.resolution} m, origin "
-                f"({info.origin.position.x}, {info.origin.position.y}) in "
-                f"{msg.header.frame_id!r}; expected {g.nx}x{g.ny} @ {g.resolution} m, origin "
-                f"({g.xmin}, {g.ymin}) in {g.frame_id!r}"))
-            return
         try:
-            prob, known = occupancy_to_probability(msg.data, g.nx, g.ny)
-        except ValueError as exc:
+            prob, known = occupancy_grid_to_probability(msg, g)
+        except ConversionError as exc:
             self.diag.error("grid_mismatch", str(exc))
             return
         stamp = stamp_to_sec(msg.header.stamp)

@@ -46,7 +46,8 @@ from lss_bev_ros.calibration import (
     frame_id_for,
     load_rig_yaml,
 )
-from lss_bev_ros.conversions import GridSpec, occupancy_to_probability
+from lss_bev_ros.conversions import ConversionError, GridSpec
+from lss_bev_ros.conversions.grid_msg import occupancy_grid_to_probability
 from lss_bev_ros.conversions.objects import (
     detected_objects_msg,
     detections_from_msg,
@@ -406,22 +407,9 @@ class ObjectsNode(PerceptionNode):
         if not self.active:
             return
         g = self._grid_spec()
-        info = msg.info
-        ok = (msg.header.frame_id == g.frame_id and int(info.width) == g.nx
-              and int(info.height) == g.ny
-              and math.isclose(info.resolution, g.resolution, abs_tol=1e-6)
-              and math.isclose(info.origin.position.x, g.xmin, abs_tol=1e-4)
-              and math.isclose(info.origin.position.y, g.ymin, abs_tol=1e-4))
-        if not ok:
-            self.diag.error("grid_mismatch", (
-                f"grid {info.width}x{info.height} @ {info.resolution} m, origin "
-                f"({info.origin.position.x}, {info.origin.position.y}) in "
-                f"{msg.header.frame_id!r}; expected {g.nx}x{g.ny} @ {g.resolution} m, origin "
-                f"({g.xmin}, {g.ymin}) in {g.frame_id!r}"))
-            return
         try:
-            prob, known = occupancy_to_probability(msg.data, g.nx, g.ny)
-        except ValueError as exc:
+            prob, known = occupancy_grid_to_probability(msg, g)
+        except ConversionError as exc:
             self.diag.error("grid_mismatch", str(exc))
             return
         stamp = stamp_to_sec(msg.header.stamp)
