@@ -81,7 +81,8 @@ def test_bad_options_and_precisions_are_clear(small):
         create_backend("torch", model, precision="bf16", reduced_stages=["voxel_pooling"])
     with pytest.raises(BackendOptionError, match="jit must be one of"):
         create_backend("torch", model, jit="script")
-    with pytest.raises(BackendOptionError, match=r"torch backend has no option\(s\) \['pooling_op'\]"):
+    with pytest.raises(BackendOptionError,
+                       match=r"torch backend has no option\(s\) \['pooling_op'\]"):
         create_backend("torch", model, pooling_op="scatter_nd")
     with pytest.raises(BackendOptionError, match=r"only correct with threads=1 \(got 2\)"):
         create_backend("onnxruntime", model, pooling_op="scatter_nd", threads=2)

@@ -52,7 +52,8 @@ def test_onnx_detector_matches_pytorch(onnx_model):
     root = path.parent / "synth"
     generate_dataset(root, n_scenes=1, samples_per_scene=1, seed=33, progress=False)
     imgs = list(synthetic_camera_set(root, 0, scale=0.5).values())
-    ref = BatchedDetector(DetectorConfig(str(pt), imgsz=320, conf=0.3, allow_pickle=True)).detect(imgs)
+    ref = BatchedDetector(DetectorConfig(str(pt), imgsz=320, conf=0.3,
+                                         allow_pickle=True)).detect(imgs)  # made by this test
     onx = BatchedDetector(DetectorConfig(str(path), imgsz=320, conf=0.3))
     assert onx.backend == "onnxruntime"
     got = onx.detect(imgs)

@@ -9,17 +9,15 @@ is per grid stamp over the frames the online pipeline evaluated.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from rclpy.executors import SingleThreadedExecutor
+from replay_testutil import replay_and_collect
 
 from lss_bev_ros.calibration import NUSCENES_CAMERAS
 from rosbag_tools.bagio import GT_BOXES_TOPIC, LIDAR_TOPIC, camera_topics, rig_path_for_bag
-from rosbag_tools.play import BagPlayer
 
 pytestmark = pytest.mark.slow
 EVAL_TOPICS = [t for c in NUSCENES_CAMERAS for t in camera_topics(c)] + [LIDAR_TOPIC,
@@ -41,8 +39,6 @@ def _params(path: Path, bag: Path, weights: Path, thr: float, reference: str) ->
 
 def test_offline_metrics_equal_online_eval_node(ros_context, synth_bag: Path, lss_weights,
                                                 offline, tmp_path: Path) -> None:
-    import rclpy
-
     from lss_bev_ros import pipeline
     from lss_bev_ros.msg import BevMetrics
 
@@ -50,38 +46,13 @@ def test_offline_metrics_equal_online_eval_node(ros_context, synth_bag: Path, ls
     weights, thr = lss_weights
     reference = report.summary["reference"]
     pipe = pipeline.start(_params(tmp_path / "p.yaml", synth_bag, weights, thr, reference))
-    node = rclpy.create_node("bag_eval_listener", context=ros_context)
-    play_node = rclpy.create_node("bag_eval_player", context=ros_context)
-    ex = SingleThreadedExecutor(context=ros_context)
-    ex.add_node(node)
-    got: list[BevMetrics] = []
-    node.create_subscription(BevMetrics, "/bev/metrics", got.append, 100)
+    bev = pipe.nodes["bev_node"]
+    assert bev.active and pipe.nodes["eval_node"].active
     # 5 s of wall time between frames: room for CPU inference on a loaded machine
-    player = BagPlayer(play_node, synth_bag, rate=0.1, topics=EVAL_TOPICS,
-                       wait_for_subscribers_s=30.0)
-    try:
-        assert pipe.nodes["bev_node"].active and pipe.nodes["eval_node"].active
-        player.start()
-        while player.running:
-            ex.spin_once(timeout_sec=0.1)
-        player.join(1.0)
-        bev = pipe.nodes["bev_node"]
-        deadline = time.monotonic() + 180.0
-        last_change, n = time.monotonic(), -1
-        while time.monotonic() < deadline:  # until the node is idle and metrics settled
-            ex.spin_once(timeout_sec=0.1)
-            if len(got) != n:
-                n, last_change = len(got), time.monotonic()
-            if len(got) >= bev.frames_processed and time.monotonic() - last_change > 5.0:
-                break
-        processed = bev.frames_processed
-    finally:
-        player.stop()
-        player.destroy()
-        ex.shutdown()
-        node.destroy_node()
-        play_node.destroy_node()
-        pipe.stop()
+    got = replay_and_collect(ros_context, pipe, synth_bag, EVAL_TOPICS, BevMetrics,
+                             "/bev/metrics", 0.1, lambda g: len(g) >= bev.frames_processed,
+                             settle_s=5.0)
+    processed = bev.frames_processed
 
     print(f"online pipeline evaluated {len(got)} of {len(report.frames)} frames")
     assert processed >= 2, "online pipeline processed fewer than 2 frames"

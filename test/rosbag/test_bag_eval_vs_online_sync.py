@@ -10,20 +10,18 @@ over the same bag. Both feed one ``BevPipeline``; the test checks that this make
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from rclpy.executors import SingleThreadedExecutor
+from replay_testutil import replay_and_collect, stamp_of
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
 from lss_bev_ros.calibration import NUSCENES_CAMERAS
 from lss_bev_ros.conversions import probability_to_occupancy
 from rosbag_tools.bagio import GT_BOXES_TOPIC, TYPESTORE, camera_topics, rig_path_for_bag
-from rosbag_tools.play import BagPlayer
 
 pytestmark = pytest.mark.slow
 TOPICS = [t for c in NUSCENES_CAMERAS for t in camera_topics(c)] + [GT_BOXES_TOPIC]
@@ -112,46 +110,18 @@ def _offline(bag: Path, weights: Path, thr: float, time_jump_s: float):
 
 
 def _online(ctx, bag: Path, params: Path, n_expected: int):
-    import rclpy
     from nav_msgs.msg import OccupancyGrid
 
     from lss_bev_ros import pipeline
 
     pipe = pipeline.start(params)
-    node = rclpy.create_node("sync_parity_listener", context=ctx)
-    play_node = rclpy.create_node("sync_parity_player", context=ctx)
-    ex = SingleThreadedExecutor(context=ctx)
-    ex.add_node(node)
-    got: list[tuple[float, np.ndarray]] = []
-    node.create_subscription(OccupancyGrid, "/bev/occupancy", lambda m: got.append(
-        (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9,
-         np.asarray(m.data, dtype=np.int8).copy())), 100)
-    # ~2.5 s of wall time per frame: room for CPU inference on a loaded machine
-    player = BagPlayer(play_node, bag, rate=0.2, topics=TOPICS, wait_for_subscribers_s=30.0)
     bev = pipe.nodes["bev_node"]
-    try:
-        player.start()
-        while player.running:
-            ex.spin_once(timeout_sec=0.1)
-        player.join(1.0)
-        deadline = time.monotonic() + 120.0
-        last_change, n = time.monotonic(), -1
-        while time.monotonic() < deadline:
-            ex.spin_once(timeout_sec=0.1)
-            if len(got) != n:
-                n, last_change = len(got), time.monotonic()
-            if len(got) >= min(bev.frames_processed, n_expected) and \
-                    time.monotonic() - last_change > 4.0:
-                break
-        diag = dict(bev.diag.counters)
-    finally:
-        player.stop()
-        player.destroy()
-        ex.shutdown()
-        node.destroy_node()
-        play_node.destroy_node()
-        pipe.stop()
-    return _passes(got), diag
+    # ~2.5 s of wall time per frame: room for CPU inference on a loaded machine
+    msgs = replay_and_collect(ctx, pipe, bag, TOPICS, OccupancyGrid, "/bev/occupancy", 0.2,
+                              lambda g: len(g) >= min(bev.frames_processed, n_expected),
+                              timeout_s=120.0)
+    got = [(stamp_of(m), np.asarray(m.data, dtype=np.int8).copy()) for m in msgs]
+    return _passes(got), dict(bev.diag.counters)
 
 
 def _compare(online: dict, offline: dict) -> list[tuple[int, float]]:

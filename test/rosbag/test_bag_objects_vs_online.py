@@ -8,13 +8,12 @@ same cores fed from the bag (``rosbag_tools.objects_eval``).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from rclpy.executors import SingleThreadedExecutor
+from replay_testutil import replay_and_collect, stamp_of
 
 from lss_bev_ros.calibration import NUSCENES_CAMERAS
 from rosbag_tools.bagio import (
@@ -22,7 +21,6 @@ from rosbag_tools.bagio import (
     camera_topics,
     rig_path_for_bag,
 )
-from rosbag_tools.play import BagPlayer
 
 pytestmark = pytest.mark.slow
 TOPICS = [t for c in NUSCENES_CAMERAS for t in camera_topics(c)] + [ODOM_TOPIC]
@@ -54,8 +52,6 @@ def _tracks(frame_objects) -> dict[int, np.ndarray]:
 
 def test_live_tracked_objects_equal_offline_objects_per_stamp(
         ros_context, synth_bag: Path, lss_weights, tmp_path: Path) -> None:
-    import rclpy
-
     from lss_bev_ros import pipeline
     from lss_bev_ros.msg import TrackedObjects
     from rosbag_tools.evaluate import EvalOptions, ReplayEvaluator
@@ -69,29 +65,10 @@ def test_live_tracked_objects_equal_offline_objects_per_stamp(
     assert len(offline) >= 4 and any(f.tracked for f in offline.values())
 
     pipe = pipeline.start(_params(tmp_path / "p.yaml", synth_bag, weights, thr))
-    node = rclpy.create_node("objects_parity_listener", context=ros_context)
-    play_node = rclpy.create_node("objects_parity_player", context=ros_context)
-    ex = SingleThreadedExecutor(context=ros_context)
-    ex.add_node(node)
-    got: dict[float, TrackedObjects] = {}
-    node.create_subscription(TrackedObjects, "/objects/tracked", lambda m: got.__setitem__(
-        round(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, 6), m), 50)
-    player = BagPlayer(play_node, synth_bag, rate=0.1, topics=TOPICS,
-                       wait_for_subscribers_s=30.0)
-    try:
-        player.start()
-        while player.running:
-            ex.spin_once(timeout_sec=0.1)
-        deadline = time.monotonic() + 120.0
-        while len(got) < len(offline) and time.monotonic() < deadline:
-            ex.spin_once(timeout_sec=0.1)
-    finally:
-        player.stop()
-        player.destroy()
-        ex.shutdown()
-        node.destroy_node()
-        play_node.destroy_node()
-        pipe.stop()
+    msgs = replay_and_collect(ros_context, pipe, synth_bag, TOPICS, TrackedObjects,
+                              "/objects/tracked", 0.1, lambda g: len(g) >= len(offline),
+                              settle_s=0.0, timeout_s=120.0)
+    got = {stamp_of(m): m for m in msgs}
     assert set(got) <= set(offline), sorted(set(got) - set(offline))
     assert len(got) >= len(offline) - 1, f"live published {len(got)} of {len(offline)} frames"
     worst = 0.0
