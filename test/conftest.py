@@ -1,8 +1,11 @@
 """Shared pytest set-up: keep DDS on this machine, a distinct ROS domain per test session,
-and helpers for real-DDS tests (a fresh rclpy context per test)."""
+helpers for real-DDS tests (a fresh rclpy context per test), and the ``ros`` marker: the tests
+that .ci/run repeats on the second ROS 2 distro (``pytest -m ros``)."""
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +21,67 @@ if "LSS_TEST_DOMAIN_FIXED" not in os.environ:
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+FIRST_PARTY = ("lss_bev_ros", "rosbag_tools")
+ROS_TOP_MODULES = {"rclpy", "builtin_interfaces", "rosidl_runtime_py", "ament_index_python"}
+
+
+def _imported(path: Path) -> set[str]:
+    """Every module an import statement in ``path`` names, at any level (lazy imports too):
+    ``from a.b import c`` gives a.b and a.b.c."""
+    out: set[str] = set()
+    for n in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(n, ast.Import):
+            out |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            out |= {n.module} | {f"{n.module}.{a.name}" for a in n.names}
+    return out
+
+
+def _is_ros_module(name: str) -> bool:
+    """rclpy, a ROS interface package (``*_msgs``, ``*_interfaces``) or our own messages."""
+    top = name.split(".", maxsplit=1)[0]
+    return (top in ROS_TOP_MODULES or top.endswith(("_msgs", "_interfaces"))
+            or name == "lss_bev_ros.msg" or name.startswith("lss_bev_ros.msg."))
+
+
+@functools.cache
+def _ros_glue_modules() -> frozenset[str]:
+    """Our modules that import ROS, directly or through other modules of ours (any level)."""
+    imports = {}
+    for root in FIRST_PARTY:
+        for p in (REPO / root).rglob("*.py"):
+            mod = ".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            imports[mod] = _imported(p)
+    glue = {m for m, names in imports.items() if any(map(_is_ros_module, names))}
+    grown = True
+    while grown:
+        new = {m for m, names in imports.items() if m not in glue and names & glue}
+        glue |= new
+        grown = bool(new)
+    return frozenset(glue)
+
+
+@functools.cache
+def touches_ros(test_file: Path) -> bool:
+    """A test module touches ROS when it, or a helper module of its own directory that it
+    imports (``from web_testutil import ...``), imports rclpy, a ROS interface package, our
+    messages, or one of our modules that does (see _ros_glue_modules)."""
+    names = _imported(test_file)
+    for name in list(names):
+        helper = test_file.parent / f"{name.split('.')[0]}.py"
+        if helper != test_file and helper.is_file():
+            names |= _imported(helper)
+    glue = _ros_glue_modules()
+    return any(_is_ros_module(n) or n in glue for n in names)
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``ros`` every test that touches ROS (touches_ros), requests ``ros_context``, or is
+    marked so by its module (launch/config/install-space agreement checks)."""
+    for item in items:
+        if "ros_context" in getattr(item, "fixturenames", ()) or touches_ros(item.path):
+            item.add_marker(pytest.mark.ros)
 
 
 @pytest.fixture
