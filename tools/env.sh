@@ -25,7 +25,10 @@ if source "$_LSS_REPO/tools/ros_distro.sh" "$_LSS_REPO"; then
   # Keep DDS on this machine.
   export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
   export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 1 ))}"
-  export YOLO_OFFLINE=1 ULTRALYTICS_SETTINGS_DIR="$VIRTUAL_ENV/ultralytics"
+  # ultralytics settings per venv, unless the user points them elsewhere
+  [[ -z "${ULTRALYTICS_SETTINGS_DIR:-}" || "$ULTRALYTICS_SETTINGS_DIR" == "$_LSS_REPO"/* ]] \
+    && ULTRALYTICS_SETTINGS_DIR="$VIRTUAL_ENV/ultralytics"
+  export YOLO_OFFLINE=1 ULTRALYTICS_SETTINGS_DIR
   export YOLO_CONFIG_DIR="$ULTRALYTICS_SETTINGS_DIR"
   [[ -x "$VIRTUAL_ENV/bin/python" ]] \
     || echo "tools/env.sh: $VIRTUAL_ENV missing: run ROS_DISTRO=$ROS_DISTRO tools/bootstrap.sh" >&2
