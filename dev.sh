@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (no ROS needed): sets up .venv + messages, then
+# (ROS 2 Jazzy by default; ROS_DISTRO=kilted ./dev.sh ... uses .venv-kilted + install-kilted)
 #   ./dev.sh demo [args]   run the demo pipeline (synthetic nuScenes -> rosbag2 -> live BEV/detection/eval)
 #   ./dev.sh test [args]   ruff + mypy (ROS-free core) + the whole pytest suite
 #   ./dev.sh bench NAME    run bench/NAME.py

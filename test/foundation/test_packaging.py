@@ -145,7 +145,11 @@ def test_launch_and_config_dirs_not_empty(node_dir: str) -> None:
 
 
 def test_colcon_install_space_has_node_executables_and_messages() -> None:
-    install = REPO / "install"
+    """The install space ``ros2 run`` would use: the ament index's prefix of lss_bev_ros (this
+    ROS distro's install/ or install-<distro>/, first on AMENT_PREFIX_PATH via tools/env.sh)."""
+    from ament_index_python.packages import get_package_prefix
+
+    install = Path(get_package_prefix("lss_bev_ros"))
     nodes, _ = _setup_dicts()
     for name in nodes:
         assert (install / "lib" / "lss_bev_ros" / name).exists(), f"colcon did not install {name}"
