@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from det_testutil import REPO, committed_weights
+from det_testutil import COMMITTED_PT, REPO
 
 from lss_bev_ros.detection.detector import BatchedDetector, DetectorConfig
 from lss_bev_ros.detection.evaluate import box_iou
@@ -21,7 +21,7 @@ from lss_bev_ros.detection.export import ExportError, export_yolo, main
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory):
     pt = tmp_path_factory.mktemp("export") / "det.pt"
-    pt.write_bytes(committed_weights().read_bytes())
+    pt.write_bytes(COMMITTED_PT.read_bytes())  # the export source: our own pickled .pt
     return pt, export_yolo(pt, "onnx", imgsz=320, batch=16)
 
 
@@ -76,7 +76,7 @@ def test_cli_help_and_engine_without_tensorrt(tmp_path, capsys):
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed: the missing-runtime message cannot be exercised")
     pt = tmp_path / "w.pt"
-    pt.write_bytes(committed_weights().read_bytes())
+    pt.write_bytes(COMMITTED_PT.read_bytes())  # the export source: our own pickled .pt
     assert main([str(pt), "--format", "engine", "--half", "--batch", "16"]) == 2
     err = capsys.readouterr().err
     assert "tensorrt" in err.lower() and "pip install tensorrt" in err
