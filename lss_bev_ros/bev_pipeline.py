@@ -294,6 +294,7 @@ class BevPipeline:
 
     def _processing_rig(self) -> RigCalibration:
         rig = self.current_rig()
+        self._full_rig = rig  # decode checks the declared (full) size against it
         self._reductions = {c.name: self._reduction(c) for c in rig.cameras}
         return reduced_rig(rig, self._reductions)
 
@@ -404,7 +405,7 @@ class BevPipeline:
         cam = self.processor.rig.camera(name)
         with self._lock:
             f = self._reductions.get(name, 1)
-            full = self.current_rig().camera(name)
+            full = self._full_rig.camera(name)
         try:
             if hasattr(msg, "format"):
                 rgb = decode_compressed(msg.data, f,
