@@ -231,10 +231,12 @@ class ReplayEvaluator:
     """The offline pipeline; :meth:`run` walks the bag once."""
 
     def __init__(self, bag: str | Path, opts: EvalOptions,
-                 on_frame: FrameHook | None = None) -> None:
+                 on_frame: FrameHook | None = None,
+                 model: tuple[Any, Any] | None = None) -> None:
         self.bag = Path(bag)
         self.opts = opts
         self.on_frame = on_frame
+        self.model = model  # (model, cfg) already loaded from opts.weights; None: load here
         self.frames: list[FrameRecord] = []
         self.samples: list[BevSample] = []
         self.diag = CountingDiagnostics()  # the pipeline's and this tool's rejections
@@ -336,7 +338,7 @@ class ReplayEvaluator:
             if opts.max_frames:
                 n_sets = min(n_sets, opts.max_frames)
 
-            model, cfg = load_model(opts)
+            model, cfg = self.model if self.model is not None else load_model(opts)
             try:
                 backend = create_bev_backend(
                     opts.backend, model, cfg, rig, opts.device, opts.precision,
@@ -659,16 +661,20 @@ def _score_objects(runner: ReplayEvaluator, report: EvalReport, opts: EvalOption
     report.files.update(run.files)
 
 
-def evaluate_bag(bag: str | Path, out_dir: str | Path | None, opts: EvalOptions | None = None
-                 ) -> EvalReport:
-    """Run the offline evaluation; with ``out_dir`` write CSV/JSON/summary/plots (+ video)."""
+def evaluate_bag(bag: str | Path, out_dir: str | Path | None, opts: EvalOptions | None = None,
+                 model: tuple[Any, Any] | None = None) -> EvalReport:
+    """Run the offline evaluation; with ``out_dir`` write CSV/JSON/summary/plots (+ video).
+
+    ``model``: ``(model, cfg)`` as :func:`load_model` returns it for ``opts``, already loaded
+    (``lss-bev-bag eval-many`` loads weights once per worker); None: loaded from ``opts``."""
     opts = opts or EvalOptions()
     video = None
     if opts.video is not None:
         from rosbag_tools.report import VideoWriter
 
         video = VideoWriter(Path(opts.video), fps=opts.video_fps or None, threshold=opts.threshold)
-    runner = ReplayEvaluator(bag, opts, on_frame=video.add if video is not None else None)
+    runner = ReplayEvaluator(bag, opts, on_frame=video.add if video is not None else None,
+                             model=model)
     ok = False
     try:
         report = runner.run()
