@@ -4,6 +4,8 @@
     lss-bev-bag info BAG [--json]
     lss-bev-bag play BAG [--rate R] [--loop] [--topics T ...] [--clock]
     lss-bev-bag eval BAG --weights W [--backend B] [--out DIR]
+    lss-bev-bag eval-many BAGS... --weights W [W ...] [--backend B ...] --out DIR
+        [--address ray://HOST:10001 | auto] [--workers N] [--no-ray]
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lss_bev_ros.backends import BACKEND_NAMES
 from lss_bev_ros.bev_pipeline import PRECISION_CHOICES
 from lss_bev_ros.eval.reference import ReferenceKind
 from rosbag_tools.bagio import BagToolError
+
+if TYPE_CHECKING:
+    from rosbag_tools.evaluate import EvalOptions
 
 
 def _positive(v: str) -> float:
@@ -82,12 +88,51 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", required=True, help="LSS checkpoint (.pt)")
     e.add_argument("--backend", default="torch", choices=BACKEND_NAMES,
                    help="inference backend (default torch)")
+    e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
+    _add_eval_arguments(e, torch_threads=0)
+    e.add_argument("--video", default=None, help="write an annotated video (.mp4 or .avi)")
+
+    m = sub.add_parser("eval-many", help="evaluate many bags x models on Ray (resumable)",
+                       description="Run `eval` on every bag with every checkpoint x backend as "
+                       "Ray tasks (a local cluster unless --address), weights loaded once per "
+                       "worker; per-bag reports under OUT/<model hash>/<bag>/ and an aggregate "
+                       "(OUT/aggregate.{md,json,csv}, worst bags first). Bags already evaluated "
+                       "for the same model hash and options are skipped; failed bags are "
+                       "reported and do not stop the run. See docs/EVAL_MANY.md.")
+    m.add_argument("bags", nargs="+",
+                   help="bags: rosbag2 folders / .mcap / .db3, folders of bags, glob patterns "
+                        "('**' allowed; quote them) or list files (one bag per line)")
+    m.add_argument("--weights", nargs="+", required=True, help="LSS checkpoint(s) (.pt)")
+    m.add_argument("--backend", nargs="+", default=["torch"], choices=BACKEND_NAMES,
+                   help="inference backend(s), each run with every checkpoint (default torch)")
+    m.add_argument("--out", required=True, help="results folder (re-use it to resume)")
+    m.add_argument("--address", default=None,
+                   help="existing Ray cluster: auto, HOST:6379 or ray://HOST:10001 "
+                        "(default: start a local cluster)")
+    m.add_argument("--workers", type=int, default=0,
+                   help="worker actors (default: local CPU count, or the cluster's CPUs / "
+                        "--cpus-per-worker)")
+    m.add_argument("--cpus-per-worker", type=_positive, default=1.0)
+    m.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs per worker (fractions share a GPU; use with --device cuda)")
+    m.add_argument("--no-ray", action="store_true",
+                   help="run the tasks one after another in this process (no Ray)")
+    m.add_argument("--no-ship-weights", action="store_true",
+                   help="workers read the checkpoints from the same path instead of getting "
+                        "them through Ray's object store")
+    m.add_argument("--retry-failed", action="store_true",
+                   help="evaluate again bags remembered as failed (truncated, corrupt, ...)")
+    _add_eval_arguments(m, torch_threads=1)
+    return ap
+
+
+def _add_eval_arguments(e: argparse.ArgumentParser, torch_threads: int) -> None:
+    """The evaluation options ``eval`` and ``eval-many`` share (see :func:`_eval_options`)."""
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     e.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
     e.add_argument("--backend-options", default="",
                    help="'key=value, ...' backend options, as bev_node's backend_options "
                    "(e.g. 'mode=stages, bev_encoder=torch_bf16')")
-    e.add_argument("--out", default=None, help="report folder (default <bag>_eval)")
     e.add_argument("--rig", default=None, help="rig YAML (default: beside the bag / embedded)")
     e.add_argument("--reference", default="lidar_visibility",
                    choices=[k.name.lower() for k in ReferenceKind],
@@ -109,16 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max grid <-> reference stamp difference (s)")
     e.add_argument("--categories", nargs="*", default=["vehicle."],
                    help="GT box category prefixes (default vehicle.)")
-    e.add_argument("--torch-threads", type=int, default=0,
-                   help="torch intra-op threads (0: torch default; 1 is much faster when the "
-                        "CPU is oversubscribed)")
+    e.add_argument("--torch-threads", type=int, default=torch_threads,
+                   help=f"torch intra-op threads (default {torch_threads}; 0: torch default; 1 "
+                        "is much faster when the CPU is oversubscribed)")
     e.add_argument("--decode-reduction", type=int, default=0, choices=(0, 1, 2, 4, 8),
                    help="decode JPEGs at 1/k size as bev_node does (0: auto)")
     e.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    e.add_argument("--video", default=None, help="write an annotated video (.mp4 or .avi)")
     e.add_argument("--samples", type=int, default=4, help="prediction-vs-reference PNGs")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
-    return ap
 
 
 def _cmd_convert(a: argparse.Namespace) -> int:
@@ -157,31 +200,55 @@ def _cmd_play(a: argparse.Namespace) -> int:
     return 0 if not stats.errors else 2
 
 
-def _cmd_eval(a: argparse.Namespace) -> int:
-    from rosbag_tools.evaluate import EvalOptions, evaluate_bag
+def _eval_options(a: argparse.Namespace) -> EvalOptions:
+    """EvalOptions from the shared evaluation arguments (``eval`` and ``eval-many``)."""
+    from rosbag_tools.evaluate import EvalOptions
 
-    out = Path(a.out) if a.out else Path(str(Path(a.bag).resolve()) + "_eval")
-    opts = EvalOptions(
-        weights=Path(a.weights), backend=a.backend, device=a.device, precision=a.precision,
-        backend_options=a.backend_options,
+    return EvalOptions(
+        weights=Path(a.weights) if isinstance(a.weights, str) else None,
+        backend=a.backend if isinstance(a.backend, str) else "torch", device=a.device,
+        precision=a.precision, backend_options=a.backend_options,
         rig=Path(a.rig) if a.rig else None, reference=a.reference, threshold=a.threshold,
         region=a.region, stamp_tolerance_s=a.stamp_tolerance, categories=tuple(a.categories),
         torch_threads=a.torch_threads, decode_reduction=a.decode_reduction,
-        max_frames=a.max_frames, video=Path(a.video) if a.video else None,
+        max_frames=a.max_frames, video=Path(a.video) if getattr(a, "video", None) else None,
         n_sample_images=a.samples, progress=not a.quiet, objects=a.objects,
         detector_weights=Path(a.detector_weights) if a.detector_weights else None,
         dataroot=Path(a.dataroot) if a.dataroot else None, dataset_version=a.version,
     )
-    report = evaluate_bag(a.bag, out, opts)
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from rosbag_tools.evaluate import evaluate_bag
+
+    out = Path(a.out) if a.out else Path(str(Path(a.bag).resolve()) + "_eval")
+    report = evaluate_bag(a.bag, out, _eval_options(a))
     print(report.summary_text())
     print(f"report: {out}")
     return 0
 
 
+def _cmd_eval_many(a: argparse.Namespace) -> int:
+    from rosbag_tools.eval_many import EvalManyOptions, ModelSpec, evaluate_many
+
+    opts = _eval_options(a)
+    models = [ModelSpec(Path(w), backend=b, device=a.device, precision=a.precision,
+                        backend_options=a.backend_options) for w in a.weights for b in a.backend]
+    run = EvalManyOptions(use_ray=not a.no_ray, address=a.address, workers=a.workers,
+                          cpus_per_worker=a.cpus_per_worker, gpus_per_worker=a.gpus_per_worker,
+                          ship_weights=not a.no_ship_weights, retry_failed=a.retry_failed,
+                          progress=not a.quiet)
+    rep = evaluate_many(a.bags, models, Path(a.out), opts, run)
+    print(rep.files["md"].read_text())
+    print(f"aggregate: {rep.files['md']} ({rep.executed} evaluated, {rep.skipped} already done)")
+    bad = [r for r in rep.results if (r.cached_status or r.status) != "ok"]
+    return 0 if not bad else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"convert": _cmd_convert, "info": _cmd_info, "play": _cmd_play,
-                "eval": _cmd_eval}
+                "eval": _cmd_eval, "eval-many": _cmd_eval_many}
     try:
         return handlers[args.cmd](args)
     except BagToolError as exc:

@@ -49,6 +49,7 @@ IMPORT_TO_KEY = {
     "shapely": "python3-shapely",
     "scipy": "python3-scipy",
     "filterpy": "python3-filterpy-pip",
+    "ray": "python3-ray-pip",  # lss-bev-bag eval-many
 }
 # optional accelerators: imported lazily behind a clear BackendUnavailableError
 OPTIONAL = {"tensorrt", "torch2trt", "pycuda", "cuda", "onnxscript", "motmetrics", "mcap",
