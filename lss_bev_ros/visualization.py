@@ -19,12 +19,33 @@ import numpy as np
 from lss_bev_ros.calibration import NUSCENES_CAMERAS
 
 # Colours (RGB) of the BEV picture
-UNSEEN_RGB = (40, 40, 40)  # no present camera sees the cell (OccupancyGrid -1)
+UNSEEN_RGB = (72, 72, 72)  # unknown in the grid: no camera sees the cell (OccupancyGrid -1)
 FREE_RGB = (8, 16, 48)  # seen, probability 0
 TP_RGB = (40, 220, 60)  # predicted and in the reference
 FP_RGB = (230, 50, 40)  # predicted, not in the reference
 FN_RGB = (60, 120, 255)  # in the reference, not predicted
+NOT_SCORED_RGB = (175, 175, 175)  # the reference does not know the cell (not scored)
+NOT_SCORED_ALPHA = 0.6  # weight of NOT_SCORED_RGB over the prediction colour there
 EGO_RGB = (255, 255, 255)
+
+RGB = tuple[int, int, int]
+
+REFERENCE_LABELS: dict[str, str] = {
+    "lidar": "LiDAR returns",
+    "gt_boxes": "GT boxes",
+    "lidar_in_boxes": "LiDAR-in-GT-boxes",
+    "lidar_visibility": "LiDAR-visibility",
+}
+"""Display names of the reference kinds (``ReferenceKind`` names, lower case) in captions,
+legends, plot titles and the dashboard."""
+
+
+def reference_label(kind: str | None) -> str:
+    """``"lidar_visibility"`` -> ``"LiDAR-visibility"``; unknown names are returned as given,
+    empty / None -> ``"reference"``."""
+    if not kind:
+        return "reference"
+    return REFERENCE_LABELS.get(str(kind).lower(), str(kind))
 
 CATEGORY_RGBA: tuple[tuple[str, tuple[float, float, float, float]], ...] = (
     ("vehicle.car", (0.1, 0.35, 0.8, 0.6)),
@@ -57,9 +78,24 @@ def _lut() -> np.ndarray:
 _PROB_LUT = _lut()
 
 
+def probability_rgb(p: float) -> RGB:
+    """Colour of probability ``p`` (0..1) in the BEV pictures."""
+    r, g, b = (int(v) for v in _PROB_LUT[int(np.clip(p, 0.0, 1.0) * 255.0)])
+    return (r, g, b)
+
+
 def bev_to_display(arr_xy: np.ndarray) -> np.ndarray:
     """``X x Y`` array indexed [ix, iy] -> display layout (forward up, left on the left)."""
     return np.asarray(arr_xy)[::-1, ::-1]
+
+
+def _mask(a: np.ndarray | None, shape: tuple[int, ...], what: str) -> np.ndarray | None:
+    if a is None:
+        return None
+    m = np.asarray(a, dtype=bool)
+    if m.shape != shape:
+        raise ValueError(f"{what} shape {m.shape} != prob shape {shape}")
+    return m
 
 
 def colorize_bev(
@@ -67,9 +103,10 @@ def colorize_bev(
     visible: np.ndarray | None,
     reference: np.ndarray | None = None,
     *,
+    observed: np.ndarray | None = None,
     threshold: float = 0.5,
     scale: int = 1,
-    ego_size_m: tuple[float, float] = (4.5, 1.9),
+    ego_size_m: tuple[float, float] | None = (4.5, 1.9),
     resolution: float = 0.5,
     grid_origin: tuple[float, float] = (-50.0, -50.0),
 ) -> np.ndarray:
@@ -77,35 +114,44 @@ def colorize_bev(
 
     Args:
         prob: ``X x Y`` float probabilities 0..1 indexed [ix, iy] (NaN counts as 0).
-        visible: ``X x Y`` bool, cells seen by a present camera (None: all seen). Unseen cells
-            are drawn grey.
-        reference: optional ``X x Y`` bool reference occupancy. When given, cells are drawn by
-            outcome at ``threshold``: true positive green, false positive red, false negative
-            blue; other seen cells keep the probability colour (dimmed).
+        visible: ``X x Y`` bool, cells seen by a present camera (None: all seen; the camera
+            coverage). Unseen cells (OccupancyGrid -1) are drawn grey (:data:`UNSEEN_RGB`).
+        reference: optional ``X x Y`` bool reference occupancy. When given, scored cells are
+            drawn by outcome at ``threshold``: true positive green, false positive red, false
+            negative blue (also outside the camera coverage: a missed reference cell counts);
+            other seen cells keep the probability colour (dimmed).
+        observed: ``X x Y`` bool, cells the reference knows and scores (None: all), e.g. the
+            LiDAR-visibility mask; the others are shaded light grey over the prediction
+            colour (:data:`NOT_SCORED_RGB`) and show no outcome.
         threshold: probability above which a cell counts as occupied (with ``reference``).
         scale: integer up-scaling (nearest neighbour) for display.
         ego_size_m, resolution, grid_origin: draw the ego footprint (length, width in metres)
-            centred on base_link, for orientation.
+            centred on base_link, for orientation (None: no footprint); resolution in m/cell,
+            grid_origin (x, y) of cell (0, 0)'s corner in metres.
     """
     p = np.nan_to_num(np.asarray(prob, dtype=np.float32), nan=0.0)
     if p.ndim != 2:
         raise ValueError(f"prob must be X x Y, got shape {p.shape}")
+    vis = _mask(visible, p.shape, "visible")
+    ref = _mask(reference, p.shape, "reference")
+    obs = _mask(observed, p.shape, "observed")
     idx = (np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
     img = _PROB_LUT[idx]  # X x Y x 3
-    if reference is not None:
-        ref = np.asarray(reference, dtype=bool)
-        if ref.shape != p.shape:
-            raise ValueError(f"reference shape {ref.shape} != prob shape {p.shape}")
+    outcome = None
+    if ref is not None:
         pred = p > threshold  # as eval.metrics.Confusion.from_scores
         img = (img.astype(np.uint16) * 6 // 10).astype(np.uint8)  # dim the background
-        img[pred & ref] = TP_RGB
-        img[pred & ~ref] = FP_RGB
-        img[~pred & ref] = FN_RGB
-    if visible is not None:
-        vis = np.asarray(visible, dtype=bool)
-        if vis.shape != p.shape:
-            raise ValueError(f"visible shape {vis.shape} != prob shape {p.shape}")
-        img[~vis] = UNSEEN_RGB
+        scored = np.ones_like(pred) if obs is None else obs
+        img[pred & ref & scored] = TP_RGB
+        img[pred & ~ref & scored] = FP_RGB
+        img[~pred & ref & scored] = FN_RGB
+        outcome = (pred | ref) & scored
+    if obs is not None:
+        grey = np.array(NOT_SCORED_RGB, np.float32) * NOT_SCORED_ALPHA
+        shade = ~obs
+        img[shade] = (img[shade] * (1.0 - NOT_SCORED_ALPHA) + grey).round().astype(np.uint8)
+    if vis is not None:
+        img[~vis if outcome is None else ~vis & ~outcome] = UNSEEN_RGB
     img = np.ascontiguousarray(bev_to_display(img))
     if ego_size_m is not None and resolution > 0:
         X, Y = p.shape
@@ -308,4 +354,98 @@ def draw_bev_objects(img: np.ndarray, objects: Sequence[Mapping], *, scale: int 
             x0, y0 = int(poly[:, 0].max()) + 2, int(poly[:, 1].min()) + 4
             cv2.putText(img, f"#{int(o['id'])}", (x0, y0), cv2.FONT_HERSHEY_SIMPLEX, fs, rgb, 1,
                         cv2.LINE_AA)
+    return img
+
+
+# ---- legends and captions of the BEV pictures ---------------------------------------------------
+LegendEntry = tuple[str, RGB | None]
+"""One legend item: label and swatch colour (None: the probability colour ramp)."""
+
+def _not_scored_swatch() -> RGB:
+    r, g, b = (round(c * 6 // 10 * (1.0 - NOT_SCORED_ALPHA) + n * NOT_SCORED_ALPHA)
+               for c, n in zip(FREE_RGB, NOT_SCORED_RGB, strict=True))
+    return (r, g, b)
+
+
+NOT_SCORED_SWATCH: RGB = _not_scored_swatch()
+"""Colour of an unscored, predicted-free cell in a picture with a reference (legend swatch;
+the dimmed :data:`FREE_RGB` under :data:`NOT_SCORED_RGB`, as :func:`colorize_bev` draws it)."""
+
+
+def bev_legend(reference: bool = False, observed: bool = False,
+               unknown: str = "no camera") -> list[LegendEntry]:
+    """Legend items of a :func:`colorize_bev` picture: the probability ramp (no reference) or
+    the outcome colours (``reference``: TP predicted and in the reference, FP predicted only,
+    FN in the reference only), the not-scored shade (``observed``: the reference knows only
+    some cells) and the unknown grey (``unknown``: its label, e.g. outside the camera
+    coverage)."""
+    entries: list[LegendEntry] = []
+    if reference:
+        entries += [("TP pred+ref", TP_RGB), ("FP pred only", FP_RGB), ("FN ref only", FN_RGB)]
+    else:
+        entries.append(("occupancy p 0..1", None))
+    if observed:
+        entries.append(("not scored (ref unknown)", NOT_SCORED_SWATCH))
+    entries.append((unknown, UNSEEN_RGB))
+    return entries
+
+
+def _font_scale(img: np.ndarray) -> float:
+    return max(0.4, min(img.shape[:2]) / 800)
+
+
+def draw_text_block(img: np.ndarray, lines: Sequence[str], origin: tuple[int, int] = (4, 4),
+                    font_scale: float | None = None) -> np.ndarray:
+    """White text lines on black boxes, top-left corner at ``origin`` (x, y pixels); in place."""
+    fs = font_scale or _font_scale(img)
+    x, y = origin
+    for line in lines:
+        (tw, th), _ = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
+        cv2.rectangle(img, (x, y), (x + tw + 6, y + th + 8), (0, 0, 0), -1)
+        cv2.putText(img, line, (x + 3, y + th + 3), cv2.FONT_HERSHEY_SIMPLEX, fs,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+        y += th + 8
+    return img
+
+
+def draw_legend(img: np.ndarray, entries: Sequence[LegendEntry],
+                font_scale: float | None = None) -> np.ndarray:
+    """Swatch + label items in rows along the bottom edge of RGB ``img`` (left to right,
+    wrapping at the image width, last row at the bottom), on black boxes; in place.
+
+    A swatch is a solid ``th x th`` pixel square of the entry's colour (``th``: text height),
+    or for ``None`` a ``3 th`` wide ramp of the probability colours 0 -> 1.
+    """
+    fs = font_scale or max(0.35, 0.8 * _font_scale(img))
+    h, w = img.shape[:2]
+    items = []
+    for label, rgb in entries:
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
+        sw = th * 3 if rgb is None else th
+        items.append((label, rgb, tw, th, sw, sw + tw + 12))
+    rows: list[list] = [[]]
+    x = 4
+    for it in items:
+        if rows[-1] and x + it[5] > w - 4:
+            rows.append([])
+            x = 4
+        rows[-1].append(it)
+        x += it[5] + 2
+    row_h = max((it[3] for it in items), default=8) + 8
+    y_bottom = h - 4
+    for row in reversed(rows):
+        x = 4
+        y0 = y_bottom - row_h
+        for label, rgb, _tw, th, sw, width in row:
+            cv2.rectangle(img, (x, y0), (x + width, y_bottom), (0, 0, 0), -1)
+            sx0, sy0 = x + 4, y0 + (row_h - th) // 2
+            if rgb is None:
+                ramp = _PROB_LUT[np.linspace(0, 255, sw).astype(np.uint8)]  # sw x 3
+                img[sy0 : sy0 + th, sx0 : sx0 + sw] = ramp[None, :, :]
+            else:
+                img[sy0 : sy0 + th, sx0 : sx0 + sw] = rgb
+            cv2.putText(img, label, (sx0 + sw + 4, sy0 + th), cv2.FONT_HERSHEY_SIMPLEX, fs,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+            x += width + 2
+        y_bottom = y0 - 2
     return img

@@ -4,9 +4,15 @@ Plots use matplotlib's Agg backend (no display). Layout of ``out_dir``::
 
     frames.csv, frames.json      per-frame IoU / precision / recall / counts / latency / stages
     summary.json, summary.txt    run summary and the table printed by the CLI
-    iou_over_time.png            per-frame IoU and its running mean over bag time
+    iou_over_time.png            per-frame IoU, its running mean and the scored (observed)
+                                 share of the grid over bag time
     latency_hist.png             per-frame latency histogram (+ p50 / p90 / p99)
-    bev_samples/frame_NNNN.png   prediction vs reference (TP green, FP red, FN blue)
+    bev_samples/frame_NNNN.png   prediction | vs reference (TP green, FP red, FN blue, cells
+                                 the reference does not know light grey = not scored, cells
+                                 no camera sees dark grey), each panel with its legend
+
+Every metric printed or plotted names what it is compared against and on which cells
+(:func:`metric_basis`, e.g. "vs LiDAR-visibility (observed cells, 26 % of grid)").
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from lss_bev_ros.visualization import colorize_bev, hstack_padded, tile_cameras
+from lss_bev_ros.eval.reference import ReferenceKind
+from lss_bev_ros.visualization import (
+    bev_legend,
+    colorize_bev,
+    draw_legend,
+    draw_text_block,
+    hstack_padded,
+    reference_label,
+    tile_cameras,
+)
 
 if TYPE_CHECKING:
     from lss_bev_ros.eval.evaluator import FrameResult
@@ -50,6 +65,53 @@ def _fmt(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
         return "nan" if not math.isfinite(v) else f"{v:.{digits}f}"
     return str(v)
+
+
+def _observed_only(kind: str | None) -> bool:
+    try:
+        return ReferenceKind.parse(kind or "lidar").scores_observed_only
+    except ValueError:
+        return False
+
+
+def metric_basis(reference: str | None, observed_fraction: float = math.nan,
+                 description: str = "") -> str:
+    """What a metric is compared against and on which cells, for captions and titles:
+    ``"vs LiDAR-visibility (observed cells, 26 % of grid)"``, ``"vs GT boxes (all cells)"``.
+
+    ``reference``: the ReferenceKind name; ``observed_fraction``: share of the grid's cells
+    scored (0..1, NaN: unknown); ``description``: the evaluator's reference description
+    (its ", visible cells only" suffix marks the camera-visible region)."""
+    label = reference_label(reference)
+    frac = (f", {100.0 * observed_fraction:.0f} % of grid"
+            if math.isfinite(observed_fraction) else "")
+    if _observed_only(reference):
+        cells = "observed cells"
+    elif description.endswith("visible cells only"):
+        cells = "camera-visible cells"
+    else:
+        cells, frac = "all cells", ""
+    return f"vs {label} ({cells}{frac})"
+
+
+def _summary_basis(s: dict[str, Any]) -> str:
+    frac = s.get("mean_observed_fraction", math.nan)
+    return metric_basis(s.get("reference"), frac if isinstance(frac, float) else math.nan,
+                        str(s.get("reference_description") or ""))
+
+
+def frame_observed_fractions(report: EvalReport) -> np.ndarray:
+    """Per-frame share of the grid's cells scored (0..1): ``FrameRecord.observed_fraction``
+    when recorded, else scored cells (tp + fp + fn + tn) over the grid's cells (known from a
+    sample picture); NaN where neither is known."""
+    n_cells = report.samples[0].probability.size if report.samples else 0
+    out = []
+    for f in report.frames:
+        v = getattr(f, "observed_fraction", None)
+        if v is None:
+            v = (f.tp + f.fp + f.fn + f.tn) / n_cells if n_cells else math.nan
+        out.append(float(v))
+    return np.array(out, dtype=float)
 
 
 def _fused_lines(f: dict) -> list[str]:
@@ -86,7 +148,9 @@ def summary_table(report: EvalReport) -> str:
         f"processed, {s.get('unmatched_count', 0)} unmatched; "
         f"{_fmt(s.get('throughput_fps', math.nan), 2)} frames/s",
         "",
-        f"{'metric':<12}{'mean/frame':>12}{'pooled':>10}",
+        f"scored     {_summary_basis(s)}, mean over frames",
+        "",
+        f"{'metric':<12}{'mean/frame':>12}{'pooled':>10}   ({_summary_basis(s)})",
         f"{'IoU':<12}{_fmt(s.get('mean_iou', math.nan)):>12}"
         f"{_fmt(s.get('pooled_iou', math.nan)):>10}",
         f"{'precision':<12}{_fmt(s.get('mean_precision', math.nan)):>12}"
@@ -143,10 +207,13 @@ def plot_iou(report: EvalReport, path: Path) -> Path:
                             else np.nan for i in range(len(iou))])
         ax.plot(t, iou, ".-", label="IoU per frame")
         ax.plot(t, running, "-", label="running mean")
+        frac = frame_observed_fractions(report)
+        if _observed_only(report.summary.get("reference")) and np.isfinite(frac).any():
+            ax.plot(t, frac, ":", color="0.4", label="scored (observed) share of grid")
     ax.set_xlabel("bag time (s)")
-    ax.set_ylabel("IoU")
+    ax.set_ylabel("IoU / share of grid")
     ax.set_ylim(0, 1)
-    ax.set_title(f"BEV IoU vs {report.summary.get('reference', 'reference')}")
+    ax.set_title(f"BEV IoU {_summary_basis(report.summary)}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
     fig.tight_layout()
@@ -179,20 +246,48 @@ def plot_latency(report: EvalReport, path: Path) -> Path:
     return path
 
 
+def bev_panels(prob: np.ndarray, visible: np.ndarray | None, reference: np.ndarray | None,
+               observed: np.ndarray | None, *, threshold: float, reference_kind: str | None,
+               iou: float, observed_fraction: float = math.nan, title: str = "",
+               scale: int = 2) -> list[np.ndarray]:
+    """The BEV pictures of one frame, each captioned and with its legend: the prediction
+    (probability colours, cells no camera sees grey) and, with a ``reference`` (X x Y bool),
+    the outcomes against it (TP / FP / FN; cells outside ``observed`` (X x Y bool, None: all
+    scored) light grey: not scored). ``prob`` X x Y 0..1 indexed [ix, iy]; ``iou`` 0..1;
+    ``observed_fraction``: scored share of the grid (0..1, NaN: from ``observed``)."""
+    pred = colorize_bev(prob, visible, threshold=threshold, scale=scale)
+    coverage = 100.0 * float(np.mean(visible)) if visible is not None else 100.0
+    draw_text_block(pred, [f"{title} prediction".strip(),
+                           f"camera coverage {coverage:.0f} % of grid"])
+    draw_legend(pred, bev_legend())
+    panels = [pred]
+    if reference is not None:
+        if not math.isfinite(observed_fraction) and observed is not None:
+            observed_fraction = float(np.mean(observed))
+        basis = metric_basis(reference_kind, observed_fraction)
+        out = colorize_bev(prob, visible, reference, observed=observed, threshold=threshold,
+                           scale=scale)
+        draw_text_block(out, [basis, f"IoU {_fmt(float(iou), 3)} at p > {threshold:g}"])
+        draw_legend(out, bev_legend(reference=True, observed=observed is not None))
+        panels.append(out)
+    return panels
+
+
 def write_samples(report: EvalReport, out_dir: Path, threshold: float) -> list[Path]:
-    """Prediction-vs-reference pictures of the sampled frames."""
+    """Prediction | vs-reference pictures of the sampled frames (see :func:`bev_panels`;
+    a sample's ``observed`` mask, when it has one, marks the cells the reference scores)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     t0 = report.frames[0].stamp if report.frames else 0.0
+    fractions = dict(zip((f.stamp for f in report.frames), frame_observed_fractions(report),
+                         strict=True))
+    kind = report.summary.get("reference")
     for i, s in enumerate(report.samples):
-        pred = colorize_bev(s.probability, s.visible, threshold=threshold, scale=2)
-        parts = [pred]
-        if s.reference is not None:
-            parts.append(colorize_bev(s.probability, s.visible, s.reference,
-                                      threshold=threshold, scale=2))
+        parts = bev_panels(s.probability, s.visible, s.reference, getattr(s, "observed", None),
+                           threshold=threshold, reference_kind=kind, iou=s.iou,
+                           observed_fraction=fractions.get(s.stamp, math.nan),
+                           title=f"t={s.stamp - t0:.2f}s")
         img = hstack_padded(parts)
-        cv2.putText(img, f"t={s.stamp - t0:.2f}s IoU={_fmt(s.iou, 3)}", (6, 20),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         p = out_dir / f"frame_{i:04d}.png"
         cv2.imwrite(str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         paths.append(p)
@@ -222,14 +317,17 @@ def write_report(report: EvalReport, out_dir: Path) -> EvalReport:
 class VideoWriter:
     """Annotated video (cameras + BEV prediction vs reference) via ``cv2.VideoWriter``.
 
-    ``.mp4`` uses the ``mp4v`` codec, ``.avi`` MJPG. Frames are written as they are evaluated,
-    into a hidden temporary file beside ``path`` (``.<name>.partial<suffix>``) that becomes
+    The BEV part is :func:`bev_panels`' outcome picture (or the prediction without a
+    reference), captioned with what it is compared against (``reference``: the ReferenceKind
+    name) and with its legend. ``.mp4`` uses the ``mp4v`` codec, ``.avi`` MJPG. Frames are
+    written as they are evaluated, into a hidden temporary file beside ``path``
+    (``.<name>.partial<suffix>``) that becomes
     ``path`` only on ``close(success=True)``; ``close(success=False)`` (or leaving a ``with``
     block by an exception) deletes it, so a failed evaluation never leaves a partial video.
     """
 
     def __init__(self, path: Path, fps: float | None = None, threshold: float = 0.5,
-                 height: int = 400) -> None:
+                 height: int = 400, reference: str = "") -> None:
         if path.suffix.lower() not in (".mp4", ".avi"):
             raise ValueError(f"video must be .mp4 or .avi, got {path.name}")
         self.path = path
@@ -237,14 +335,21 @@ class VideoWriter:
         self.fps = float(fps) if fps else 2.0
         self.threshold = threshold
         self.height = height
+        self.reference = reference
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self._t0: float | None = None
         self.frames = 0
 
     def add(self, images: dict[str, np.ndarray], prob: np.ndarray, known: np.ndarray,
-            reference: np.ndarray | None, result: FrameResult) -> None:
-        bev = colorize_bev(prob, known, reference, threshold=self.threshold, scale=2)
+            reference: np.ndarray | None, result: FrameResult,
+            observed: np.ndarray | None = None) -> None:
+        """One frame: camera images (name -> H x W x 3 RGB), ``prob`` / ``known`` /
+        ``reference`` / ``observed`` X x Y (see :func:`bev_panels`), its metrics."""
+        bev = bev_panels(prob, known, reference, observed, threshold=self.threshold,
+                         reference_kind=self.reference or None, iou=result.iou,
+                         observed_fraction=float(getattr(result, "observed_fraction",
+                                                         math.nan)))[-1]
         cams = tile_cameras(images, tile_size=(self.height // 2, self.height * 8 // 9))
         frame = hstack_padded([cams, bev], height=self.height)
         if self._t0 is None:

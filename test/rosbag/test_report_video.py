@@ -61,3 +61,24 @@ def test_close_without_success_deletes_the_partial_file(tmp_path: Path) -> None:
     video.close(success=False)
     video.close(success=False)  # idempotent
     assert list(tmp_path.iterdir()) == []
+
+
+def test_video_bev_shades_cells_the_reference_does_not_score(tmp_path: Path) -> None:
+    from lss_bev_ros.visualization import NOT_SCORED_SWATCH
+
+    path = tmp_path / "replay.avi"
+    prob = np.zeros((200, 200), np.float32)
+    observed = np.zeros((200, 200), bool)
+    observed[:, 100:] = True  # LiDAR saw only the left half (y > 0: left in the picture)
+    result = SimpleNamespace(stamp=1.0, iou=0.0, mean_iou=0.0, observed_fraction=0.5)
+    with VideoWriter(path, reference="lidar_visibility") as video:
+        video.add({"CAM_FRONT": np.zeros((90, 160, 3), np.uint8)}, prob,
+                  np.ones_like(observed), np.zeros_like(observed), result, observed=observed)
+    cap = cv2.VideoCapture(str(path))
+    ok, bgr = cap.read()
+    cap.release()
+    assert ok
+    bev = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)[:, -400:].astype(int)  # BEV: the right 400 px
+    unscored, scored = bev[100:150, 300:350], bev[100:150, 50:100]
+    assert np.abs(unscored.mean((0, 1)) - NOT_SCORED_SWATCH).max() < 15
+    assert scored.mean() < 30  # observed and free: dark
