@@ -148,7 +148,8 @@ def _bags_in_folder(folder: Path) -> list[Path]:
 
 def find_bags(specs: Iterable[str | Path]) -> list[Path]:
     """Bags named by ``specs``: a bag (rosbag2 directory or .mcap/.db3 file), a folder of bags
-    (searched recursively), a glob pattern (``**`` allowed), or a list file (one entry per line,
+    (searched recursively), a glob pattern (``**`` allowed; of its matches the folders and
+    storage files count), or a list file (one entry per line,
     ``#`` comments, relative paths from the list file's folder). Resolved, deduplicated, in
     order. A spec that names nothing is a BagToolError."""
     out: list[Path] = []
@@ -169,8 +170,9 @@ def find_bags(specs: Iterable[str | Path]) -> list[Path]:
             hits = sorted(glob.glob(s, recursive=True))
             if not hits:
                 raise BagToolError(f"no bags match {s}")
-            for h in hits:
-                add(Path(h))
+            for h in map(Path, hits):  # bags and folders of bags; not e.g. <bag>.rig.yaml
+                if h.is_dir() or h.suffix in STORAGE_SUFFIXES:
+                    add(h)
         elif p.is_file() and p.suffix not in STORAGE_SUFFIXES:
             for raw in p.read_text().splitlines():
                 line = raw.split("#", 1)[0].strip()
