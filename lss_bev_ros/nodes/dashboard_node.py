@@ -1,11 +1,15 @@
-"""dashboard_node: the live view of the pipeline over HTTP (MJPEG ``/cam``, ``/bev``; ``/eval``).
+"""dashboard_node: the live view of the pipeline over HTTP (MJPEG ``/cam``, ``/bev``,
+``/fused``; ``/eval``).
 
 Subscribes to the camera images (compressed or raw), ``/detections/<cam>`` (Detection2DArray),
-``/bev/occupancy`` (OccupancyGrid), ``/bev/metrics`` (BevMetrics), the PipelineTiming topics
+``/bev/occupancy`` (OccupancyGrid), the fused grid ``/bev/occupancy_fused`` (OccupancyGrid of
+fusion_node, drawn on ``/fused``, unknown cells grey; nothing published there: ``/fused`` keeps
+its "waiting" picture), ``/bev/metrics`` (BevMetrics), the PipelineTiming topics
 (``/bev/timing``, ``/detections/timing``), the tracked objects in base_link
 (``/objects/tracked_base_link``: boxes and ids drawn on ``/bev``) and, for the reference overlay
-on ``/bev``, the LiDAR cloud and/or GT boxes; serves them with
-:class:`lss_bev_ros.web.DashboardServer` (binds 127.0.0.1:8080 by default).
+on ``/bev``, the LiDAR cloud and/or GT boxes (``lidar_visibility``: cells LiDAR did not observe
+are shaded "not scored"); serves them with :class:`lss_bev_ros.web.DashboardServer` (binds
+127.0.0.1:8080 by default).
 
 Cost to the pipeline: callbacks only store the newest messages; a timer renders the camera
 mosaic and the BEV picture at most ``render_rate_hz``, only while a client watches the stream
@@ -20,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2
@@ -27,11 +32,12 @@ from visualization_msgs.msg import MarkerArray
 
 from lss_bev_ros.calibration import NUSCENES_CAMERAS, CalibrationError, frame_id_for, load_rig_yaml
 from lss_bev_ros.conversions import (
+    GridConversionError,
     GridSpec,
     PointCloudError,
-    occupancy_to_probability,
     pointcloud2_to_array,
 )
+from lss_bev_ros.conversions.grid_msg import occupancy_grid_to_probability
 from lss_bev_ros.conversions.objects import object_from_tracked_msg
 from lss_bev_ros.eval.reference import (
     LidarFilter,
@@ -41,8 +47,9 @@ from lss_bev_ros.eval.reference import (
 )
 from lss_bev_ros.msg import BevMetrics, Detection2DArray, PipelineTiming, TrackedObjects
 from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, sensor_qos, stamp_to_sec
+from lss_bev_ros.visualization import reference_label
 from lss_bev_ros.web import DashboardServer
-from lss_bev_ros.web.views import BevView, CameraMosaic
+from lss_bev_ros.web.views import DEFAULT_LIDAR_ORIGIN, BevView, CameraMosaic
 
 _REFERENCES = ("none", *(k.name.lower() for k in ReferenceKind))
 _METRIC_FIELDS = (
@@ -51,6 +58,8 @@ _METRIC_FIELDS = (
     "unmatched_count", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "threshold",
     "observed_fraction", "mean_observed_fraction",
 )
+MAX_GRID_CELLS = 2048 * 2048
+"""Largest grid drawn (cells); a larger OccupancyGrid is counted as bad, not rendered."""
 
 
 def _topic_or_empty(v: str) -> str | None:
@@ -64,6 +73,39 @@ def _topic(v: str) -> str | None:
 def _topics(v: list[str]) -> str | None:
     bad = [t for t in v if not t.startswith("/")]
     return f"not absolute topics: {bad}" if bad else None
+
+
+def _origin(v: list) -> str | None:
+    ok = len(v) == 3 and all(math.isfinite(float(x)) for x in v)
+    return None if ok else "needs finite [x, y, z] in metres"
+
+
+def grid_from_msg(msg: Any, expected: GridSpec | None = None) -> tuple[
+        np.ndarray, np.ndarray, GridSpec]:
+    """OccupancyGrid-like ``msg`` -> (X x Y probabilities 0..1, X x Y known, its GridSpec),
+    decoded by :func:`occupancy_grid_to_probability` against ``expected`` (None: the geometry
+    the message declares, after checking it is finite, at most :data:`MAX_GRID_CELLS` cells
+    and unrotated). Raises :class:`GridConversionError` for a bad geometry, a data length that
+    does not match it, or cell values outside -1..100."""
+    info = msg.info
+    o = info.origin
+    vals = (info.resolution, o.position.x, o.position.y)
+    if not all(math.isfinite(float(v)) for v in vals) or not info.resolution > 0:
+        raise GridConversionError(f"resolution {info.resolution} m, origin ({o.position.x}, "
+                                  f"{o.position.y}) m")
+    if abs(o.orientation.x) + abs(o.orientation.y) + abs(o.orientation.z) > 1e-6:
+        raise GridConversionError("rotated grid origins are not supported")
+    w, h = int(info.width), int(info.height)
+    if w <= 0 or h <= 0 or w * h > MAX_GRID_CELLS:
+        raise GridConversionError(f"grid {w} x {h} cells (at most {MAX_GRID_CELLS} drawn)")
+    grid = expected or GridSpec(float(o.position.x), float(o.position.y),
+                                float(info.resolution), w, h, str(msg.header.frame_id))
+    prob, known = occupancy_grid_to_probability(msg, grid)
+    bad = int(np.count_nonzero(prob > 1.0)) + int(np.count_nonzero(
+        np.asarray(msg.data, dtype=np.int8) < -1))
+    if bad:
+        raise GridConversionError(f"{bad} cells outside -1..100")
+    return prob, known, grid
 
 
 def _template(v: str) -> str | None:
@@ -121,6 +163,9 @@ class DashboardNode(PerceptionNode):
                   validator=_topic_or_empty),
         ParamSpec("occupancy_topic", "/bev/occupancy", "BEV OccupancyGrid", read_only=True,
                   validator=_topic),
+        ParamSpec("fused_topic", "/bev/occupancy_fused", "fused OccupancyGrid (fusion_node) "
+                  "drawn on /fused next to /bev, unknown cells grey (empty: no /fused)",
+                  read_only=True, validator=_topic_or_empty),
         ParamSpec("metrics_topic", "/bev/metrics", "BevMetrics", read_only=True,
                   validator=_topic),
         ParamSpec("timing_topics", ["/bev/timing", "/detections/timing"], "PipelineTiming "
@@ -136,8 +181,15 @@ class DashboardNode(PerceptionNode):
                   "are at most this old (s)", min=0.0, max=10.0),
         ParamSpec("image_history", 3, "images kept per camera to find the one detections "
                   "belong to", read_only=True, min=1, max=30),
-        ParamSpec("reference", "lidar", "reference drawn on /bev (TP/FP/FN colours); as "
-                  "eval_node's 'reference', or none", read_only=True, choices=_REFERENCES),
+        ParamSpec("reference", "lidar_visibility", "reference drawn on /bev (TP/FP/FN "
+                  "colours; lidar_visibility: cells LiDAR did not observe shaded as not "
+                  "scored); as eval_node's 'reference', or none", read_only=True,
+                  choices=_REFERENCES),
+        ParamSpec("lidar_origin", list(DEFAULT_LIDAR_ORIGIN), "LiDAR origin (x, y, z) in the "
+                  "grid frame (m) for the lidar_visibility ray cast when clouds arrive already "
+                  "in the grid frame (default: nuScenes LIDAR_TOP); with rig_file the "
+                  "extrinsic's translation is used (as eval_node)", read_only=True,
+                  validator=_origin),
         ParamSpec("lidar_topic", "/lidar_top/points", "LiDAR PointCloud2 (reference)",
                   read_only=True, validator=_topic),
         ParamSpec("boxes_topic", "/gt/boxes", "GT boxes MarkerArray (reference)",
@@ -168,6 +220,7 @@ class DashboardNode(PerceptionNode):
         self.server: DashboardServer | None = None
         self.mosaic: CameraMosaic | None = None
         self.bev: BevView | None = None
+        self.fused: BevView | None = None
         self._subs: list = []
         self._render_timer = None
         self._diag_timer = None
@@ -175,9 +228,9 @@ class DashboardNode(PerceptionNode):
         self._lidar_tf = None
         self._lidar_frame = "lidar_top"
         self._grid_frame = "base_link"
-        self._rendered = {"cam": -1, "bev": -1}
-        self._render_ms = {"cam": 0.0, "bev": 0.0}
-        self._renders = {"cam": 0, "bev": 0}
+        self._rendered = {"cam": -1, "bev": -1, "fused": -1}
+        self._render_ms = {"cam": 0.0, "bev": 0.0, "fused": 0.0}
+        self._renders = {"cam": 0, "bev": 0, "fused": 0}
         self._lock = threading.Lock()
         self._decode_errors = 0
 
@@ -204,7 +257,8 @@ class DashboardNode(PerceptionNode):
             adaptive_target_ms=float(self.p("adaptive_target_ms")),
             max_fps=float(self.p("max_client_fps")), max_clients=int(self.p("max_clients")),
             send_timeout_s=float(self.p("send_timeout_s")),
-            history_len=int(self.p("history_len")), streams=("cam", "bev"),
+            history_len=int(self.p("history_len")),
+            streams=("cam", "bev", "fused") if self.p("fused_topic") else ("cam", "bev"),
         )
         self._decode_errors = 0
         self.mosaic = CameraMosaic(list(self.p("cameras")), int(self.p("image_history")),
@@ -214,10 +268,13 @@ class DashboardNode(PerceptionNode):
         self.bev = BevView(self.p("reference"), float(self.p("threshold")),
                            float(self.p("reference_tolerance_s")), filt,
                            list(self.p("categories")) or None)
+        self.fused = (BevView("none", float(self.p("threshold")), title="fused",
+                              unknown_label="unknown (-1)") if self.p("fused_topic") else None)
         self.server.update_info({
             "cameras": ", ".join(self.p("cameras")),
             "camera_input": self.p("input_type"),
             "reference_overlay": self.p("reference"),
+            "fused_topic": self.p("fused_topic") or "none",
         })
         self.diag.set("reference", self.p("reference"))
 
@@ -245,6 +302,9 @@ class DashboardNode(PerceptionNode):
                     lambda m, c=cam: self._on_detections(c, m), 10, callback_group=group))
         subs.append(self.create_subscription(
             OccupancyGrid, self.p("occupancy_topic"), self._on_grid, 10, callback_group=group))
+        if self.fused is not None:
+            subs.append(self.create_subscription(
+                OccupancyGrid, self.p("fused_topic"), self._on_fused, 10, callback_group=group))
         subs.append(self.create_subscription(
             BevMetrics, self.p("metrics_topic"), self._on_metrics, 10, callback_group=group))
         for topic in self.p("timing_topics"):
@@ -281,7 +341,7 @@ class DashboardNode(PerceptionNode):
     def on_cleanup_impl(self) -> None:
         if self.server is not None:
             self.server.stop()
-        self.server = self.mosaic = self.bev = None
+        self.server = self.mosaic = self.bev = self.fused = None
 
     def _make_render_timer(self) -> None:
         if self._render_timer is not None:
@@ -308,7 +368,9 @@ class DashboardNode(PerceptionNode):
                 self.bev.threshold = float(changed["threshold"])
             if "reference_tolerance_s" in changed:
                 self.bev.tolerance_s = float(changed["reference_tolerance_s"])
-        self._rendered = {"cam": -1, "bev": -1}  # redraw with the new settings
+        if self.fused is not None and "threshold" in changed:
+            self.fused.threshold = float(changed["threshold"])
+        self._rendered = dict.fromkeys(self._rendered, -1)  # redraw with the new settings
 
     # -- callbacks (store only) ---------------------------------------------------------------
     def _on_image(self, cam: str, msg: Any, compressed: bool) -> None:
@@ -339,19 +401,32 @@ class DashboardNode(PerceptionNode):
     def _on_grid(self, msg: OccupancyGrid) -> None:
         if not self.active or self.bev is None:
             return
-        info = msg.info
         try:
-            if info.resolution <= 0 or not math.isfinite(info.resolution):
-                raise ValueError(f"resolution {info.resolution}")
-            prob, known = occupancy_to_probability(msg.data, int(info.width), int(info.height))
-        except ValueError as exc:
+            prob, known, grid = grid_from_msg(msg)
+        except ValueError as exc:  # GridConversionError
             self.diag.error("bad_grid", str(exc))
             return
-        grid = GridSpec(float(info.origin.position.x), float(info.origin.position.y),
-                        float(info.resolution), int(info.width), int(info.height),
-                        msg.header.frame_id or self._grid_frame)
+        if not grid.frame_id:
+            grid = GridSpec(grid.xmin, grid.ymin, grid.resolution, grid.nx, grid.ny,
+                            self._grid_frame)
         self.bev.add_grid(stamp_to_sec(msg.header.stamp), prob, known, grid)
         self.diag.count("grids")
+
+    def _on_fused(self, msg: OccupancyGrid) -> None:
+        """The fused grid must have the single-frame grid's geometry once one has arrived
+        (fusion_node publishes it on the input grid); before that, its own."""
+        if not self.active or self.fused is None or self.bev is None:
+            return
+        single = self.bev.grid
+        if single is not None and not msg.header.frame_id:
+            single = None  # an empty frame id cannot match: judged on its own geometry
+        try:
+            prob, known, grid = grid_from_msg(msg, single)
+        except ValueError as exc:  # GridConversionError
+            self.diag.error("bad_fused_grid", str(exc))
+            return
+        self.fused.add_grid(stamp_to_sec(msg.header.stamp), prob, known, grid)
+        self.diag.count("fused_grids")
 
     def _on_metrics(self, msg: BevMetrics) -> None:
         if not self.active or self.server is None:
@@ -365,9 +440,16 @@ class DashboardNode(PerceptionNode):
         d["reference_description"] = msg.reference_description
         self.server.update_metrics(d)
         if self.bev is not None:
-            self.bev.caption["IoU"] = f"{msg.iou:.3f}" if math.isfinite(msg.iou) else "n/a"
-            self.bev.caption["mean"] = (f"{msg.mean_iou:.3f}" if math.isfinite(msg.mean_iou)
-                                        else "")
+            kind = d["reference_kind"]
+            iou = f"{msg.iou:.3f}" if math.isfinite(msg.iou) else "n/a"
+            frac = float(msg.observed_fraction)
+            if isinstance(kind, str) and ReferenceKind.parse(kind).scores_observed_only \
+                    and math.isfinite(frac):
+                iou += f" ({100.0 * frac:.0f} % scored)"  # observed cells of the grid
+            label = reference_label(kind if isinstance(kind, str) else "")
+            self.bev.caption = {  # replaced, not mutated: the render thread reads it
+                f"IoU vs {label}": iou,
+                "mean": f"{msg.mean_iou:.3f}" if math.isfinite(msg.mean_iou) else ""}
         self.diag.count("metrics")
 
     def _on_timing(self, topic: str, msg: PipelineTiming) -> None:
@@ -394,13 +476,15 @@ class DashboardNode(PerceptionNode):
             self.diag.error("bad_pointcloud", str(exc))
             return
         frame = msg.header.frame_id
+        origin = [float(v) for v in self.p("lidar_origin")]
         if frame == self._lidar_frame and self._lidar_tf is not None:
             pts = transform_points(pts, *self._lidar_tf)
+            origin = [float(v) for v in self._lidar_tf[1]]  # the sensor in base_link
         elif frame != self._grid_frame:
             self.diag.error("unknown_frame", f"point cloud in frame {frame!r}: set rig_file "
                             "with the LiDAR extrinsic, or publish clouds in the grid frame")
             return
-        self.bev.add_points(stamp_to_sec(msg.header.stamp), pts)
+        self.bev.add_points(stamp_to_sec(msg.header.stamp), pts, origin)
 
     def _on_boxes(self, msg: MarkerArray) -> None:
         if not self.active or self.bev is None:
@@ -440,8 +524,12 @@ class DashboardNode(PerceptionNode):
             return
         always = bool(self.p("render_always"))
         tw = int(self.p("tile_width"))
-        jobs = (("cam", mosaic, lambda: mosaic.render((round(tw * 9 / 16), tw))),
-                ("bev", bev, lambda: bev.render(int(self.p("bev_scale")))))
+        jobs: list[tuple[str, Any, Any]] = [
+            ("cam", mosaic, lambda: mosaic.render((round(tw * 9 / 16), tw))),
+            ("bev", bev, lambda: bev.render(int(self.p("bev_scale"))))]
+        fused = self.fused
+        if fused is not None:
+            jobs.append(("fused", fused, lambda: fused.render(int(self.p("bev_scale")))))
         for name, view, draw in jobs:
             if view.version == self._rendered[name] or not (always or srv.wanted(name)):
                 continue
@@ -494,6 +582,8 @@ class DashboardNode(PerceptionNode):
             }
             if self.bev is not None:
                 info["grids_received"] = self.bev.grids
+            if self.fused is not None:
+                info["fused_grids_received"] = self.fused.grids
             srv.update_info(info)
 
 

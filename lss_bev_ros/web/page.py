@@ -4,6 +4,33 @@ from __future__ import annotations
 
 import html
 
+from lss_bev_ros.visualization import (
+    REFERENCE_LABELS,
+    bev_legend,
+    probability_rgb,
+)
+
+
+def _css(rgb: tuple[int, int, int]) -> str:
+    return "rgb({}, {}, {})".format(*rgb)
+
+
+def bev_legend_html() -> str:
+    """Legend of the /bev and /fused pictures (the colours they are drawn with)."""
+    ramp = ", ".join(_css(probability_rgb(p)) for p in (0.0, 0.35, 0.7, 1.0))
+    items = [f'<span data-entry="probability"><i style="width:36px;background:'
+             f'linear-gradient(90deg, {ramp})"></i>occupancy p 0..1</span>']
+    for label, rgb in bev_legend(reference=True, observed=True,
+                                 unknown="unknown: no camera (/bev), -1 (/fused)"):
+        if rgb is not None:
+            items.append(f'<span data-entry="{html.escape(label)}" data-rgb='
+                         f'"{",".join(map(str, rgb))}"><i style="background:{_css(rgb)}"></i>'
+                         f'{html.escape(label)}</span>')
+    return "".join(items)
+
+
+_REF_LABELS_JS = "{" + ", ".join(f'{k}: "{v}"' for k, v in REFERENCE_LABELS.items()) + "}"
+
 _STYLE = """
 :root { --bg:#11151c; --panel:#1a202b; --line:#2c3544; --fg:#e6e9ef; --dim:#9aa5b5;
         --ok:#66bb6a; --warn:#ffa726; --bad:#ef5350; }
@@ -46,6 +73,7 @@ td.num, th.num { text-align:right; }
 .live { display:flex; flex-wrap:wrap; gap:16px; align-items:flex-start; }
 .live figure { margin:0; } .live figcaption { color:var(--dim); font-size:12px; margin-bottom:4px; }
 .live img { max-width:100%; border:1px solid var(--line); border-radius:4px; background:#000; }
+#bev-card .legend { margin-top:8px; }
 """
 
 DASHBOARD_HTML = (
@@ -66,7 +94,7 @@ DASHBOARD_HTML = (
 </header>
 <main>
   <section class="kpis" id="kpis">
-    <div class="kpi"><div class="label">IoU (frame)</div>
+    <div class="kpi"><div class="label" id="kpi-iou-label">IoU (frame)</div>
       <div class="value" id="kpi-iou">&ndash;</div>
       <div class="sub" id="kpi-iou-sub">mean &ndash;</div></div>
     <div class="kpi"><div class="label">Precision</div>
@@ -84,7 +112,15 @@ DASHBOARD_HTML = (
     <div class="kpi"><div class="label">Latency p50 / p90</div>
       <div class="value" id="kpi-latency">&ndash;</div>
       <div class="sub" id="kpi-latency-sub">p99 &ndash;</div></div>
+    <div class="kpi"><div class="label" title="share of grid cells the reference knows and
+      scores (lidar_visibility: cells LiDAR observed; other references: all)">Scored cells</div>
+      <div class="value" id="kpi-observed">&ndash;</div>
+      <div class="sub" id="kpi-observed-sub">mean &ndash;</div></div>
   </section>
+  <section class="card" id="bev-card" style="display:none"><h2>BEV <small>single frame
+    (/bev, vs the reference) &middot; fused over time (/fused, fusion_node)</small></h2>
+    <div class="live" id="bev-views"></div>
+    <div class="legend" id="legend-bev">""" + bev_legend_html() + """</div></section>
   <section class="grid2">
     <div class="card"><h2>Segmentation quality <small id="ref-desc"></small></h2>
       <canvas class="chart" id="chart-quality" data-points="0"></canvas>
@@ -117,6 +153,8 @@ DASHBOARD_HTML = (
 <script>
 "use strict";
 const QCOL = {iou:"#4fc3f7", precision:"#81c784", recall:"#ffb74d", mean_iou:"#e0e0e0"};
+const REF_LABELS = """ + _REF_LABELS_JS + """;
+const BEV_STREAMS = ["bev", "fused"];
 const PALETTE = ["#4fc3f7","#ba68c8","#ffb74d","#81c784","#f06292","#fff176","#4db6ac",
                  "#9575cd","#a1887f","#90a4ae"];
 const stageColor = {};
@@ -286,6 +324,12 @@ function render(d) {
   setText("kpi-latency-sub", "p99 " + (isNum(m.latency_p99_ms) ? fmt(m.latency_p99_ms, 0) + " ms"
     : "\\u2013"));
   setText("ref-desc", m.reference_description ? "vs " + m.reference_description : "");
+  const refName = REF_LABELS[m.reference_kind] || m.reference_kind;
+  setText("kpi-iou-label", refName ? "IoU vs " + refName : "IoU (frame)");
+  setText("kpi-observed", isNum(m.observed_fraction)
+    ? fmt(100 * m.observed_fraction, 0) + " %" : "\u2013");
+  setText("kpi-observed-sub", "mean " + (isNum(m.mean_observed_fraction)
+    ? fmt(100 * m.mean_observed_fraction, 0) + " %" : "\u2013") + " of the grid");
 
   const keys = ["iou", "precision", "recall", "mean_iou"];
   drawLines(document.getElementById("chart-quality"), keys.map(k => ({
@@ -359,6 +403,8 @@ const shown = new Set();
 let loaded = false;
 function ensureLive(names) {
   if (!wantLive) { document.getElementById("live-card").style.display = "none"; return; }
+  // /bev and /fused side by side in the BEV card (in this order), the rest under Live
+  names = [...names].sort((a, b) => BEV_STREAMS.indexOf(a) - BEV_STREAMS.indexOf(b));
   if (!loaded) return;
   for (const n of names) {
     if (shown.has(n)) continue;
@@ -366,7 +412,9 @@ function ensureLive(names) {
     const fig = document.createElement("figure");
     fig.innerHTML = `<figcaption>/${esc(n)}</figcaption>` +
       `<img alt="${esc(n)}" src="/${encodeURIComponent(n)}?max_fps=10">`;
-    document.getElementById("live").appendChild(fig);
+    const bev = BEV_STREAMS.includes(n);
+    document.getElementById(bev ? "bev-views" : "live").appendChild(fig);
+    if (bev) document.getElementById("bev-card").style.display = "";
   }
 }
 let lastOk = 0, okCount = 0;

@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 from web_testutil import CHROMIUM, Chromium
 
+from lss_bev_ros.conversions.grid import GridSpec
+from lss_bev_ros.visualization import NOT_SCORED_SWATCH, UNSEEN_RGB
 from lss_bev_ros.web import DashboardServer
+from lss_bev_ros.web.views import BevView
 
 if os.environ.get("LSS_SKIP_BROWSER_TESTS") == "1":  # explicit opt-out only, never silent
     pytest.skip("LSS_SKIP_BROWSER_TESTS=1", allow_module_level=True)
@@ -53,8 +56,37 @@ PAGE_STATE = """(() => {
       r => [...r.cells].map(c => c.textContent)),
     images: [...document.querySelectorAll('#live img')].map(
       i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]),
+    bevImages: [...document.querySelectorAll('#bev-views img')].map(
+      i => [i.getAttribute('src'), i.naturalWidth, i.naturalHeight]),
+    bevLegend: [...document.querySelectorAll('#legend-bev span')].map(
+      s => [s.textContent, s.dataset.rgb || null]),
   });
 })()"""
+
+# RGB of the pixel (x, y) of the /fused picture as Chromium decoded it
+FUSED_PIXEL = """((x, y) => {
+  const img = [...document.querySelectorAll('#bev-views img')].find(
+    i => i.getAttribute('src').startsWith('/fused'));
+  const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext('2d');
+  ctx.drawImage(img, 0, 0);
+  return [...ctx.getImageData(x - 4, y - 4, 9, 9).data].reduce(
+    (acc, v, i) => { acc[i % 4] += v / 81; return acc; }, [0, 0, 0, 0]).slice(0, 3);
+})"""
+
+
+def _fused_picture() -> np.ndarray:
+    """The /fused picture dashboard_node draws for a fused grid whose left half is unknown."""
+    grid = GridSpec()
+    prob = np.zeros((grid.nx, grid.ny), np.float32)
+    known = np.ones_like(prob, bool)
+    known[:, 100:] = False  # y > 0: left in the picture
+    view = BevView("none", title="fused", unknown_label="unknown (-1)")
+    view.add_grid(1.0, prob, known, grid)
+    img = view.render(scale=2)
+    assert img is not None
+    return img
 
 
 @pytest.fixture
@@ -88,7 +120,8 @@ def _fill(srv: DashboardServer, n: int) -> None:
 
 
 def test_eval_dashboard_renders_live_data_in_chromium(browser, tmp_path):
-    srv = DashboardServer(port=0).start()
+    srv = DashboardServer(port=0, streams=("cam", "bev", "fused")).start()
+    srv.update_jpeg_stream("fused", _fused_picture())
     stop = threading.Event()
     bev = np.zeros((200, 200, 3), np.uint8)
     bev[80:120, 90:110] = (255, 255, 255)
@@ -106,8 +139,8 @@ def test_eval_dashboard_renders_live_data_in_chromium(browser, tmp_path):
         pub.start()
         browser.open(srv.url + "/eval")
         browser.wait_for("Number(document.body.dataset.updates || 0) >= 2", timeout=60)
-        browser.wait_for("[...document.querySelectorAll('#live img')].length === 2 && "
-                         "[...document.querySelectorAll('#live img')]"
+        browser.wait_for("[...document.querySelectorAll('#live img, #bev-views img')].length"
+                         " === 3 && [...document.querySelectorAll('#live img, #bev-views img')]"
                          ".every(i => i.naturalWidth > 0)", timeout=30)
         state = json.loads(browser.evaluate(PAGE_STATE))
 
@@ -127,14 +160,33 @@ def test_eval_dashboard_renders_live_data_in_chromium(browser, tmp_path):
         assert rows["bev"][6:8] == ["149.0", "95.5"]  # latency (last frame), in-node latency
         assert rows["detector"][2] == "onnxruntime"
         streams = {r[0]: r for r in state["streams"]}
-        assert set(streams) == {"/cam", "/bev"}
+        assert set(streams) == {"/cam", "/bev", "/fused"}
         imgs = {src.split("?")[0]: (w, h) for src, w, h in state["images"]}
-        assert imgs["/bev"] == (200, 200) and imgs["/cam"][0] > 0  # MJPEG decoded by Chromium
+        assert list(imgs) == ["/cam"] and imgs["/cam"][0] > 0  # MJPEG decoded by Chromium
+        # the BEV card: single frame and fused side by side, then the legend of their colours
+        bev_imgs = [(src.split("?")[0], w, h) for src, w, h in state["bevImages"]]
+        assert bev_imgs == [("/bev", 200, 200), ("/fused", 400, 400)]
+        legend = dict(state["bevLegend"])
+        assert legend["not scored (ref unknown)"] == ",".join(map(str, NOT_SCORED_SWATCH))
+        assert legend["unknown: no camera (/bev), -1 (/fused)"] == ",".join(map(str, UNSEEN_RGB))
+        assert {"occupancy p 0..1", "TP pred+ref", "FP pred only", "FN ref only"} <= set(legend)
+        unknown = browser.evaluate(f"{FUSED_PIXEL}(100, 200)")  # left half: unknown
+        free = browser.evaluate(f"{FUSED_PIXEL}(300, 200)")
+        assert np.abs(np.array(unknown) - UNSEEN_RGB).max() < 10, unknown
+        assert np.abs(np.array(free) - UNSEEN_RGB).max() > 20, free
 
         # live: new data shows up without reloading the page
         srv.update_metrics({"iou": 0.9876, "frame_count": 41})
         browser.wait_for("document.querySelector('#kpi-iou').textContent === '0.988'",
                          timeout=20)
+        srv.update_metrics({"reference_kind": "lidar_visibility", "observed_fraction": 0.264,
+                            "mean_observed_fraction": 0.3})
+        browser.wait_for("document.querySelector('#kpi-observed').textContent === '26 %'",
+                         timeout=20)
+        assert browser.evaluate("document.querySelector('#kpi-iou-label').textContent") == (
+            "IoU vs LiDAR-visibility")
+        assert "scored on 26 % of cells" in browser.evaluate(
+            "document.querySelector('#kpi-iou-sub').textContent")
         assert srv.stream_stats()["bev"]["clients_connected"] >= 1
 
         shot = browser.screenshot(tmp_path / "eval.png")

@@ -19,11 +19,11 @@ from nav_msgs.msg import OccupancyGrid
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage
+from sensor_msgs.msg import CompressedImage, PointCloud2, PointField
 from visualization_msgs.msg import Marker, MarkerArray
 from web_testutil import MjpegReader, get
 
-from lss_bev_ros.conversions import GridSpec, probability_to_occupancy
+from lss_bev_ros.conversions import GridSpec, points_to_pointcloud2_fields, probability_to_occupancy
 from lss_bev_ros.msg import (
     BevMetrics,
     Detection2D,
@@ -32,7 +32,7 @@ from lss_bev_ros.msg import (
     StageDuration,
 )
 from lss_bev_ros.nodes.dashboard_node import DashboardNode, pipeline_name
-from lss_bev_ros.visualization import TP_RGB
+from lss_bev_ros.visualization import FREE_RGB, NOT_SCORED_SWATCH, TP_RGB, UNSEEN_RGB
 
 GRID = GridSpec()
 GRAY = 100
@@ -76,6 +76,18 @@ def _grid(t: float, width: int = 200) -> OccupancyGrid:
     return g
 
 
+def _fused(t: float, resolution: float = 0.5, width: int = 200) -> OccupancyGrid:
+    """A fused grid as fusion_node publishes it: the car ahead, the left half unknown (-1)."""
+    g = _grid(t)
+    prob = np.zeros((200, 200), np.float32)
+    prob[115:125, 98:102] = 0.88  # x = 7.5..12.5 m
+    known = np.ones((200, 200), bool)
+    known[:, 100:] = False  # y > 0: not seen for unknown_after_s
+    g.info.resolution, g.info.width = resolution, width
+    g.data = array.array("b", probability_to_occupancy(prob, known).tobytes())
+    return g
+
+
 def _boxes(t: float) -> MarkerArray:
     m = Marker(type=Marker.CUBE, action=Marker.ADD, id=0, ns="vehicle.car")
     m.header.stamp, m.header.frame_id = _stamp(t), "base_link"
@@ -115,6 +127,7 @@ class _Harness:
         self.img = pub(CompressedImage, "/cameras/cam_front/image_raw/compressed", 10)
         self.det = pub(Detection2DArray, "/detections/cam_front", 10)
         self.grid = pub(OccupancyGrid, "/bev/occupancy", 10)
+        self.fused = pub(OccupancyGrid, "/bev/occupancy_fused", 10)
         self.metrics = pub(BevMetrics, "/bev/metrics", 10)
         self.bev_timing = pub(PipelineTiming, "/bev/timing", 10)
         self.det_timing = pub(PipelineTiming, "/detections/timing", 10)
@@ -278,6 +291,103 @@ def test_dashboard_node_serves_pipeline_topics(ros_context):
         for r in (cam, bev):
             if r is not None:
                 r.close()
+        h.close()
+
+
+def _jpg(url: str) -> np.ndarray | None:
+    status, _, body = get(url)
+    if status != 200:
+        return None
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR),
+                        cv2.COLOR_BGR2RGB).astype(int)
+
+
+def test_dashboard_node_shows_the_fused_grid_with_unknown_cells_grey(ros_context):
+    node = DashboardNode(context=ros_context, parameter_overrides=[
+        Parameter("port", value=0), Parameter("cameras", value=["CAM_FRONT"]),
+        Parameter("reference", value="none"), Parameter("render_rate_hz", value=20.0),
+        Parameter("render_always", value=True), Parameter("bev_scale", value=2)])
+    assert node.maybe_autostart()
+    url = node.server.url
+    h = _Harness(ros_context, node)
+    try:
+        # nothing on the fused topic: /fused serves its "waiting" picture, the rest works
+        waiting = _jpg(url + "/fused.jpg")
+        assert waiting is not None and waiting.shape == (240, 426, 3)
+        assert _until(lambda: h.fused.get_subscription_count() and h.grid.get_subscription_count())
+        h.grid.publish(_grid(60.0))
+        assert _until(lambda: (b := _jpg(url + "/bev.jpg")) is not None and b.shape[0] == 400)
+
+        def fused_frame():
+            h.fused.publish(_fused(60.0))
+            img = _jpg(url + "/fused.jpg")
+            return [img] if img is not None and img.shape == (400, 400, 3) else None
+
+        frames = _until(fused_frame, period=0.2)
+        assert frames, node.diag.counters
+        img = frames[0]
+        # display: forward up, left (y > 0, unknown) on the left; 2 px per cell
+        assert np.abs(img[100:140, 60:120].mean((0, 1)) - UNSEEN_RGB).max() < 10  # grey
+        free = img[100:140, 280:340].mean((0, 1))  # known, p = 0: the dark free colour
+        assert np.abs(free - FREE_RGB).max() < 12 and np.abs(free - UNSEEN_RGB).max() > 20
+        car = img[2 * (199 - 124) : 2 * (199 - 115), 2 * (199 - 99) : 2 * (199 - 98)]
+        assert car.mean() > 120  # p 0.88 in the warm end of the colour ramp
+
+        # bad fused grids: counted in /diagnostics, not drawn, the node keeps serving
+        h.fused.publish(_fused(61.0, width=100))  # 100 x 200 cells, 40000 values
+        h.fused.publish(_fused(62.0, resolution=0.25))  # not the single-frame grid's geometry
+        assert _until(lambda: node.diag.counters.get("bad_fused_grid", 0) == 2), \
+            node.diag.counters
+        assert "0.25" in node.diag.last_error["bad_fused_grid"]
+        assert _until(lambda: h.diag.get("bad_fused_grid") == "2"), h.diag
+        assert int(h.diag["fused_grids"]) >= 1
+        d = _until(lambda: (j := json.loads(get(url + "/eval.json")[2]))["info"].get(
+            "fused_grids_received") and j)  # the info table is refreshed once a second
+        assert d and d["info"]["fused_grids_received"] >= 1 and "fused" in d["streams"]
+    finally:
+        h.close()
+
+
+def _road_cloud(t: float) -> PointCloud2:
+    """Ground returns on the road 5..20 m ahead, |y| < 5 m, in base_link (P x 5 points)."""
+    gx, gy = np.meshgrid(np.arange(5.0, 20.0, 0.25), np.arange(-5.0, 5.0, 0.25))
+    pts = np.zeros((gx.size, 5), np.float32)
+    pts[:, 0], pts[:, 1] = gx.ravel(), gy.ravel()
+    fields, step, data = points_to_pointcloud2_fields(pts)
+    m = PointCloud2()
+    m.header.stamp, m.header.frame_id = _stamp(t), "base_link"
+    m.height, m.width = 1, len(pts)
+    m.fields = [PointField(name=n, offset=o, datatype=d, count=1) for n, o, d in fields]
+    m.point_step, m.row_step = step, step * len(pts)
+    m.data = array.array("B", data)
+    return m
+
+
+def test_dashboard_node_shades_cells_lidar_did_not_observe(ros_context):
+    node = DashboardNode(context=ros_context, parameter_overrides=[
+        Parameter("port", value=0), Parameter("cameras", value=["CAM_FRONT"]),
+        Parameter("reference", value="lidar_visibility"), Parameter("render_always", value=True),
+        Parameter("render_rate_hz", value=20.0), Parameter("fused_topic", value="")])
+    assert node.maybe_autostart()
+    url = node.server.url
+    h = _Harness(ros_context, node)
+    cloud = h.io.create_publisher(PointCloud2, "/lidar_top/points", 10)
+    try:
+        assert _until(lambda: cloud.get_subscription_count() and h.grid.get_subscription_count())
+        assert get(url + "/fused.jpg")[0] == 404  # fused_topic "": no /fused
+
+        def shaded():
+            cloud.publish(_road_cloud(70.0))
+            h.grid.publish(_grid(70.0))
+            img = _jpg(url + "/bev.jpg")
+            return [img] if img is not None and img.shape == (400, 400, 3) and np.abs(
+                img[250:290, 60:100].mean((0, 1)) - NOT_SCORED_SWATCH).max() < 12 else None
+
+        frames = _until(shaded, period=0.3)
+        assert frames, node.diag.counters  # 20 m behind, 30 m left: not observed, grey
+        road = frames[0][2 * (199 - 130) : 2 * (199 - 125), 2 * (199 - 104) : 2 * (199 - 96)]
+        assert road.mean() < 40  # 12.5..15 m ahead on the road: observed free, dark
+    finally:
         h.close()
 
 

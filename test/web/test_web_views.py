@@ -11,7 +11,14 @@ import pytest
 from lss_bev_ros.conversions.grid import GridSpec
 from lss_bev_ros.conversions.image import ImageConversionError
 from lss_bev_ros.eval.reference import Box
-from lss_bev_ros.visualization import FN_RGB, TP_RGB, UNSEEN_RGB
+from lss_bev_ros.visualization import (
+    FN_RGB,
+    NOT_SCORED_SWATCH,
+    TP_RGB,
+    UNSEEN_RGB,
+    bev_legend,
+    draw_legend,
+)
 from lss_bev_ros.web.views import BevView, CameraMosaic, decode_reduced, detection_overlays
 
 
@@ -125,6 +132,39 @@ def test_bev_view_overlays_reference_outcomes():
     late.add_boxes(6.0, [Box(10.0, 0.0, 0.8, 4.0, 2.0, 1.6, 0.0, "vehicle.car")])
     assert not _has(late.render(), TP_RGB)
     assert BevView("none").render() is None  # no grid yet
+
+
+def test_bev_view_shades_cells_lidar_did_not_observe():
+    grid = GridSpec()
+    prob = np.zeros((grid.nx, grid.ny), np.float32)
+    ix, iy, _ = grid.cell_of(np.array([10.0]), np.array([0.0]))
+    prob[ix[0] - 1 : ix[0] + 2, iy[0] - 1 : iy[0] + 2] = 0.9  # car 10 m ahead
+    gx, gy = np.meshgrid(np.arange(5.0, 20.0, 0.25), np.arange(-5.0, 5.0, 0.25))
+    ground = np.stack([gx.ravel(), gy.ravel(), np.zeros(gx.size)], 1)  # road 5..20 m ahead
+    car = np.array([[10.0, 0.0, 0.8], [10.2, 0.2, 0.8], [9.8, -0.2, 0.8]])  # returns on the car
+    view = BevView("lidar_visibility", threshold=0.5, tolerance_s=0.1)
+    view.add_grid(5.0, prob, np.ones_like(prob, bool), grid)
+    view.add_points(5.0, np.concatenate([ground, car]), origin=(0.94, 0.0, 1.84))
+    ref, observed = view.reference_for(5.0, grid)
+    assert ref[ix[0], iy[0]] and observed[ix[0], iy[0]]
+    assert 0.005 < observed.mean() < 0.05  # the road patch (and the beams over it) only
+    img = view.render(scale=2)
+    area = img[40:330]  # between the caption and the legend
+    assert _has(area, TP_RGB)  # the car is observed occupied and predicted
+    # 30 m behind, 30 m left: LiDAR did not observe it -> not scored; 15 m ahead: observed free
+    assert tuple(img[2 * (199 - 40), 2 * (199 - 160)]) == NOT_SCORED_SWATCH
+    assert tuple(img[2 * (199 - 130), 2 * (199 - 104)]) == (4, 9, 28)  # dimmed free colour
+    assert _has(img[330:], NOT_SCORED_SWATCH)  # in the legend too
+
+
+def test_legend_wraps_into_rows_inside_the_picture():
+    img = np.zeros((160, 240, 3), np.uint8)
+    draw_legend(img, bev_legend(reference=True, observed=True))
+    assert img[:40].max() == 0  # drawn along the bottom only
+    def swatch_rows(rgb: tuple[int, int, int]) -> np.ndarray:  # >= 6 px: not text edges
+        return np.nonzero(np.all(img == rgb, axis=2).sum(axis=1) >= 6)[0]
+
+    assert swatch_rows(UNSEEN_RGB).min() > swatch_rows(TP_RGB).max()  # first on top
 
 
 def _has(img: np.ndarray, rgb) -> bool:
