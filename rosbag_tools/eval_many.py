@@ -496,13 +496,19 @@ def evaluate_many(bags: Sequence[str | Path], models: Sequence[ModelSpec], out: 
     finally:
         pbar.close()
     ordered = [results[i] for i in range(len(tasks))]
+    objects = {}
+    if template.objects and template.dataroot is not None:
+        for e in entries:
+            objects[e.hash] = score_objects_over_bags(
+                [(t, r) for t, r in zip(tasks, ordered, strict=True) if t.model.hash == e.hash],
+                Path(template.dataroot), template.dataset_version, out / e.key / "objects_all")
     wall = time.perf_counter() - t0
     run_info = {"wall_s": wall, "executed": len(todo), "skipped": skipped, "workers": workers,
                 "model_loads": loads, "ray": bool(todo and run.use_ray),
                 "address": run.address or ("local" if run.use_ray else "in-process"),
                 "eval_s_sum": sum(r.eval_s for r in ordered if r.status != "skipped"),
                 "task_s_sum": sum(r.task_s for r in ordered if r.status != "skipped")}
-    agg = aggregate(tasks, ordered, run_info)
+    agg = aggregate(tasks, ordered, run_info, objects)
     files = write_aggregate(agg, out)
     return ManyReport(ordered, agg, files, wall, len(todo), skipped, workers, loads)
 
@@ -642,9 +648,71 @@ def _worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=key)
 
 
+def _ok(r: TaskResult) -> bool:
+    return (r.cached_status if r.status == "skipped" else r.status) == "ok"
+
+
+def score_objects_over_bags(pairs: Sequence[tuple[BagTask, TaskResult]], dataroot: Path,
+                            version: str, target: Path) -> dict[str, Any]:
+    """One devkit evaluation of a model's objects over all its bags: the bags' submission files
+    (``<bag report>/objects/results_{detection,tracking}.json``) merged and scored against the
+    union of their scenes (a custom split of ``dataroot``). Cached in ``target/score.json``
+    while the submissions are unchanged; {} when no bag has objects."""
+    files: list[tuple[Path, Path]] = []
+    scenes: set[str] = set()
+    for t, r in pairs:
+        obj = r.summary.get("objects") or {}
+        det = t.out_dir / "objects" / "results_detection.json"
+        trk = t.out_dir / "objects" / "results_tracking.json"
+        if _ok(r) and obj.get("scenes") and det.is_file() and trk.is_file():
+            files.append((det, trk))
+            scenes.update(obj["scenes"])
+    if not files:
+        return {}
+    stamp = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for pair in files for f in pair]
+    key = hashlib.sha256(json.dumps([stamp, sorted(scenes), str(dataroot), version])
+                         .encode()).hexdigest()
+    cache = target / "score.json"
+    try:
+        cached = json.loads(cache.read_text())
+        if cached.get("key") == key:
+            return dict(cached["summary"])
+    except (OSError, ValueError):
+        pass
+    from nuscenes.nuscenes import NuScenes
+
+    from lss_bev_ros.objects.nuscenes_eval import score_submission, write_custom_splits
+    from rosbag_tools.objects_eval import splits_lock
+
+    merged: list[dict[str, Any]] = [{"meta": None, "results": {}}, {"meta": None, "results": {}}]
+    for pair in files:
+        for m, f in zip(merged, pair, strict=True):
+            sub = json.loads(f.read_text())
+            m["meta"] = m["meta"] or sub["meta"]
+            m["results"].update(sub["results"])
+    target.mkdir(parents=True, exist_ok=True)
+    det_all, trk_all = target / "results_detection.json", target / "results_tracking.json"
+    det_all.write_text(json.dumps(merged[0]))
+    trk_all.write_text(json.dumps(merged[1]))
+    split = "lss_bev_eval_many"
+    try:
+        nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+        with splits_lock(dataroot, version):
+            write_custom_splits(dataroot, version, {split: sorted(scenes)})
+            summ = score_submission(nusc, det_all, trk_all, target / "devkit", eval_set=split)
+    except Exception as exc:  # reported in the aggregate, the per-bag results stand
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    out = {**_jsonable(summ.as_row()), "bags": len(files), "scenes": sorted(scenes),
+           "samples": len(merged[0]["results"])}
+    _write_json_atomic(cache, {"key": key, "summary": out})
+    return out
+
+
 def aggregate(tasks: Sequence[BagTask], results: Sequence[TaskResult],
-              run_info: dict[str, Any]) -> dict[str, Any]:
-    """All models' numbers over their bags (pooled where the per-bag files allow)."""
+              run_info: dict[str, Any],
+              objects: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """All models' numbers over their bags (pooled where the per-bag files allow);
+    ``objects``: model hash -> :func:`score_objects_over_bags`."""
     models: dict[str, dict[str, Any]] = {}
     for e in {t.model.hash: t.model for t in tasks}.values():
         pairs = [(t, r) for t, r in zip(tasks, results, strict=True) if t.model.hash == e.hash]
@@ -678,7 +746,9 @@ def aggregate(tasks: Sequence[BagTask], results: Sequence[TaskResult],
                      "frames": frames},
             "latency_ms": _percentiles(lat),
             "throughput_fps": frames / proc if proc > 0 else math.nan,
-            "objects": _objects_over_bags(rows),
+            "objects": {**_objects_over_bags(rows),
+                        **({"devkit_over_bags": objects[e.hash]}
+                           if objects and objects.get(e.hash) else {})},
             "worst_bags": _worst_first(rows),
         }
     return {"run": run_info, "models": models}
@@ -726,9 +796,16 @@ def format_markdown(agg: dict[str, Any]) -> str:
                   f"p50 {_fmt(lat['p50'], 1)} / p90 {_fmt(lat['p90'], 1)} / p99 "
                   f"{_fmt(lat['p99'], 1)} ms; {_fmt(m['throughput_fps'], 2)} frames/s per worker",
                   ""]
-        if m["objects"]:
-            lines += ["objects (devkit, mean over bags): " + ", ".join(
-                f"{k} {_fmt(v)}" for k, v in m["objects"].items()), ""]
+        obj = dict(m["objects"])
+        pooled = obj.pop("devkit_over_bags", None)
+        if pooled:
+            lines += ["objects (devkit, all bags scored together): " + ", ".join(
+                f"{k} {_fmt(pooled.get(k))}" for k in ("NDS", "mAP", "AMOTA", "AMOTP", "IDS"))
+                + (f" over {pooled.get('bags')} bags, {pooled.get('samples')} key frames"
+                   if "error" not in pooled else f"; error: {pooled['error']}"), ""]
+        if obj:
+            lines += ["objects (devkit per bag, mean over bags): " + ", ".join(
+                f"{k} {_fmt(v)}" for k, v in obj.items()), ""]
         lines += ["| bag | status | mean IoU | pooled IoU | precision | recall | fused IoU | "
                   "frames | p50 ms | p99 ms |",
                   "|---|---|---|---|---|---|---|---|---|---|"]

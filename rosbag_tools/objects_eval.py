@@ -12,7 +12,9 @@ truth (bags carry no sample tokens: stamps are matched to key frames of ``--data
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import fcntl
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,21 @@ class OfflineObjects:
         return frame
 
 
+@contextlib.contextmanager
+def splits_lock(dataroot: Path, version: str) -> Iterator[None]:
+    """Exclusive lock of ``<dataroot>/<version>/splits.json`` from writing a custom split until
+    the devkit has read it: parallel evaluations (``lss-bev-bag eval-many`` workers, also on
+    other machines sharing the dataroot where the filesystem supports ``flock``) take turns."""
+    path = Path(dataroot) / version / ".splits.json.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def score_objects(run: ObjectsRun, dataroot: Path, version: str, out_dir: Path) -> None:
     """Write the submission files for the run's frames and score them with the devkit."""
     from nuscenes.nuscenes import NuScenes
@@ -109,8 +126,9 @@ def score_objects(run: ObjectsRun, dataroot: Path, version: str, out_dir: Path) 
         if index.scenes[tok] in scenes:
             writer.add(tok, by_token.get(tok), index.poses[tok])
     split = "lss_bev_bag_eval"
-    write_custom_splits(dataroot, version, {split: scenes})
     det, trk = writer.write(out_dir)
-    summary = score_submission(nusc, det, trk, out_dir / "devkit", eval_set=split)
+    with splits_lock(dataroot, version):
+        write_custom_splits(dataroot, version, {split: scenes})
+        summary = score_submission(nusc, det, trk, out_dir / "devkit", eval_set=split)
     run.summary = {**summary.as_row(), "scenes": scenes, "key_frames": len(by_token)}
     run.files = {"detection_submission": det, "tracking_submission": trk}

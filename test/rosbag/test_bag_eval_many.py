@@ -24,6 +24,7 @@ from rosbag_tools.eval_many import (
     model_entry,
     plan_tasks,
     read_marker,
+    score_objects_over_bags,
 )
 from rosbag_tools.evaluate import EvalOptions, evaluate_bag
 
@@ -37,13 +38,21 @@ FRAME_KEYS = ("stamp", "reference_stamp", "iou", "precision", "recall", "tp", "f
 
 
 @pytest.fixture(scope="module")
-def bags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """3 converted 3-sample synthetic scenes + a truncated copy of the second one."""
+def dataroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 synthetic scenes of 3 samples (real devkit schema)."""
     from lss_bev_ros.data.synthetic import generate_dataset
-    from rosbag_tools.convert import convert_dataset
 
     root = tmp_path_factory.mktemp("nuscenes_many")
     generate_dataset(root, n_scenes=3, samples_per_scene=3, seed=11, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def bags(dataroot: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The 3 scenes converted to bags + a truncated copy of the second one."""
+    from rosbag_tools.convert import convert_dataset
+
+    root = dataroot
     out = tmp_path_factory.mktemp("bags_many")
     found = {r.bag.name: r.bag for r in convert_dataset(root, out, progress=False)}
     src = sorted(found.values())[1]
@@ -206,3 +215,23 @@ def test_find_bags_reads_folders_globs_and_list_files(bags, tmp_path: Path) -> N
         b.resolve() for n, b in bags.items() if n != "cut")
     (mcap,) = bags["cut"].glob("*.mcap")
     assert find_bags([mcap]) == [mcap.resolve()]
+
+
+def test_eval_many_scores_objects_of_all_bags_together_with_the_devkit(
+        bags, dataroot: Path, models, tmp_path: Path) -> None:
+    two = [bags["synth-0000"], bags["synth-0002"]]
+    rep = evaluate_many(two, models[:1], tmp_path, replace(OPTS, objects=True, dataroot=dataroot),
+                        EvalManyOptions(use_ray=False, progress=False))
+    (m,) = rep.aggregate["models"].values()
+    pooled = m["objects"]["devkit_over_bags"]
+    assert pooled["bags"] == 2 and pooled["samples"] == 6
+    assert pooled["scenes"] == sorted(r.summary["objects"]["scenes"][0] for r in rep.results)
+    assert 0 <= pooled["NDS"] <= 1 and 0 <= pooled["AMOTA"] <= 1
+    # scored alone, one bag's merged submission gives that bag's own devkit numbers
+    tasks = plan_tasks(find_bags(two[:1]), [model_entry(models[0])], tmp_path,
+                       replace(OPTS, objects=True, dataroot=dataroot))
+    alone = score_objects_over_bags([(tasks[0], rep.results[0])], dataroot, "v1.0-mini",
+                                    tmp_path / "alone")
+    own = rep.results[0].summary["objects"]
+    assert {k: alone[k] for k in ("NDS", "mAP", "AMOTA", "AMOTP")} == \
+        {k: own[k] for k in ("NDS", "mAP", "AMOTA", "AMOTP")}
