@@ -480,9 +480,10 @@ def evaluate_many(bags: Sequence[str | Path], models: Sequence[ModelSpec], out: 
 
     workers = 0
     loads = 0
+    timings: dict[str, float] = {}
     try:
         if todo and run.use_ray:
-            workers, loads = _run_on_ray(tasks, todo, entries, run, template, done)
+            workers, loads, timings = _run_on_ray(tasks, todo, entries, run, template, done)
         elif todo:
             workers = 1
             cache = ModelCache()
@@ -503,11 +504,15 @@ def evaluate_many(bags: Sequence[str | Path], models: Sequence[ModelSpec], out: 
                 [(t, r) for t, r in zip(tasks, ordered, strict=True) if t.model.hash == e.hash],
                 Path(template.dataroot), template.dataset_version, out / e.key / "objects_all")
     wall = time.perf_counter() - t0
-    run_info = {"wall_s": wall, "executed": len(todo), "skipped": skipped, "workers": workers,
-                "model_loads": loads, "ray": bool(todo and run.use_ray),
-                "address": run.address or ("local" if run.use_ray else "in-process"),
-                "eval_s_sum": sum(r.eval_s for r in ordered if r.status != "skipped"),
-                "task_s_sum": sum(r.task_s for r in ordered if r.status != "skipped")}
+    run_info: dict[str, Any] = {
+        "wall_s": wall, "executed": len(todo), "skipped": skipped, "workers": workers,
+        "model_loads": loads, "ray": bool(todo and run.use_ray),
+        "address": run.address or ("local" if run.use_ray else "in-process"),
+        "eval_s_sum": sum(r.eval_s for r in ordered if r.status != "skipped"),
+        "task_s_sum": sum(r.task_s for r in ordered if r.status != "skipped"), **timings}
+    if timings:  # worker-seconds of the dispatch loop not spent inside tasks, per task
+        run_info["ray_overhead_per_task_s"] = (
+            timings["ray_dispatch_s"] * workers - run_info["task_s_sum"]) / len(todo)
     agg = aggregate(tasks, ordered, run_info, objects)
     files = write_aggregate(agg, out)
     return ManyReport(ordered, agg, files, wall, len(todo), skipped, workers, loads)
@@ -524,22 +529,25 @@ def _set_torch_threads(n: int) -> int:
 
 def _run_on_ray(tasks: list[BagTask], todo: list[int], entries: list[ModelEntry],
                 run: EvalManyOptions, template: EvalOptions,
-                done: Callable[[int, TaskResult], None]) -> tuple[int, int]:
-    """Run ``todo`` on Ray actors, one task per actor at a time; (workers, model loads)."""
+                done: Callable[[int, TaskResult], None]) -> tuple[int, int, dict[str, float]]:
+    """Run ``todo`` on Ray actors, one task per actor at a time; (workers, model loads,
+    timings: ray_start_s (ray.init), ray_actors_s (actors up), ray_dispatch_s (first submit to
+    last result), ray_stop_s (actors killed, ray.shutdown))."""
     import ray
 
     started = False
+    t0 = time.perf_counter()
     if not ray.is_initialized():
-        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "runtime_env": run.runtime_env}
-        if run.address:
+        kw: dict[str, Any] = {"log_to_driver": False, "runtime_env": run.runtime_env}
+        if run.address:  # an existing cluster (ray:// = Ray Client): its resources as they are
             ray.init(address=run.address, **kw)
         else:
             n = run.workers or (os.cpu_count() or 1)
             ray.init(num_cpus=max(1, math.ceil(n * run.cpus_per_worker)),
                      num_gpus=math.ceil(n * run.gpus_per_worker) if run.gpus_per_worker else 0,
-                     **kw)
+                     include_dashboard=False, **kw)
         started = True
+    timings = {"ray_start_s": time.perf_counter() - t0}
     try:
         n_workers = run.workers or max(1, int(ray.cluster_resources().get("CPU", 1)
                                               / max(run.cpus_per_worker, 1e-9)))
@@ -556,7 +564,11 @@ def _run_on_ray(tasks: list[BagTask], todo: list[int], entries: list[ModelEntry]
         def new_actor() -> Any:
             return actor_cls.remote(template.torch_threads)
 
+        t1 = time.perf_counter()
         actors = [new_actor() for _ in range(n_workers)]
+        ray.get([a.loads.remote() for a in actors])  # up and importable
+        t2 = time.perf_counter()
+        timings["ray_actors_s"] = t2 - t1
         queue = list(todo)
         running: dict[Any, tuple[int, int]] = {}  # ref -> (task index, actor slot)
 
@@ -583,13 +595,17 @@ def _run_on_ray(tasks: list[BagTask], todo: list[int], entries: list[ModelEntry]
                 actors[slot] = new_actor()
             done(i, res)
             submit(slot)
+        timings["ray_dispatch_s"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
         loads = dead_loads + sum(ray.get([a.loads.remote() for a in actors]))
         for a in actors:
             ray.kill(a, no_restart=True)
-        return n_workers, int(loads)
+        return n_workers, int(loads), timings
     finally:
         if started:
             ray.shutdown()
+        if "ray_dispatch_s" in timings:
+            timings["ray_stop_s"] = time.perf_counter() - t3
 
 
 # -------------------------------------------------------------------------------- aggregate
