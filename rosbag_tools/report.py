@@ -355,7 +355,8 @@ class VideoWriter:
         if self._t0 is None:
             self._t0 = result.stamp
         cv2.putText(frame, f"t={result.stamp - self._t0:.2f}s IoU={_fmt(result.iou, 3)} "
-                    f"mean={_fmt(result.mean_iou, 3)}", (8, self.height - 10),
+                    f"mean={_fmt(result.mean_iou, 3)} vs {reference_label(self.reference)}",
+                    (8, self.height - 10),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
         h, w = frame.shape[:2]
         w -= w % 2

@@ -93,7 +93,7 @@ def grid_from_msg(msg: Any, expected: GridSpec | None = None) -> tuple[
     if not all(math.isfinite(float(v)) for v in vals) or not info.resolution > 0:
         raise GridConversionError(f"resolution {info.resolution} m, origin ({o.position.x}, "
                                   f"{o.position.y}) m")
-    if abs(o.orientation.x) + abs(o.orientation.y) + abs(o.orientation.z) > 1e-6:
+    if not abs(o.orientation.x) + abs(o.orientation.y) + abs(o.orientation.z) <= 1e-6:  # NaN
         raise GridConversionError("rotated grid origins are not supported")
     w, h = int(info.width), int(info.height)
     if w <= 0 or h <= 0 or w * h > MAX_GRID_CELLS:
