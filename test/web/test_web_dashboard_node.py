@@ -264,7 +264,8 @@ def test_dashboard_node_serves_pipeline_topics(ros_context):
         _read_until(cam, _box_drawn)  # recovered
         def diag_ready():
             dg = h.diag
-            ok = dg.get("bad_detections") == "1" and dg.get("clients_connected") == "2"
+            ok = (dg.get("bad_detections") == "1" and dg.get("clients_connected") == "2"
+                  and "bad_image" in dg)  # a message from after the render counted it
             return dg if ok else None
 
         diag = _until(diag_ready)
