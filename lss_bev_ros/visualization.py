@@ -439,11 +439,15 @@ def draw_legend(img: np.ndarray, entries: Sequence[LegendEntry],
         for label, rgb, _tw, th, sw, width in row:
             cv2.rectangle(img, (x, y0), (x + width, y_bottom), (0, 0, 0), -1)
             sx0, sy0 = x + 4, y0 + (row_h - th) // 2
-            if rgb is None:
-                ramp = _PROB_LUT[np.linspace(0, 255, sw).astype(np.uint8)]  # sw x 3
-                img[sy0 : sy0 + th, sx0 : sx0 + sw] = ramp[None, :, :]
-            else:
-                img[sy0 : sy0 + th, sx0 : sx0 + sw] = rgb
+            # swatch clipped to the picture (a tiny grid gives a tiny picture)
+            r0, r1 = max(sy0, 0), min(sy0 + th, h)
+            c0, c1 = max(sx0, 0), min(sx0 + sw, w)
+            if r1 > r0 and c1 > c0:
+                if rgb is None:
+                    ramp = _PROB_LUT[np.linspace(0, 255, sw).astype(np.uint8)]  # sw x 3
+                    img[r0:r1, c0:c1] = ramp[None, c0 - sx0 : c1 - sx0, :]
+                else:
+                    img[r0:r1, c0:c1] = rgb
             cv2.putText(img, label, (sx0 + sw + 4, sy0 + th), cv2.FONT_HERSHEY_SIMPLEX, fs,
                         (255, 255, 255), 1, cv2.LINE_AA)
             x += width + 2

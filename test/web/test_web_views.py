@@ -167,5 +167,16 @@ def test_legend_wraps_into_rows_inside_the_picture():
     assert swatch_rows(UNSEEN_RGB).min() > swatch_rows(TP_RGB).max()  # first on top
 
 
+@pytest.mark.parametrize("reference", ["none", "gt_boxes"])  # ramp / solid swatches
+@pytest.mark.parametrize("cells", [(1, 1), (3, 7), (2, 4000), (4000, 2)])
+def test_bev_view_draws_tiny_and_thin_grids_with_their_legend_clipped(cells, reference):
+    grid = GridSpec(-1.0, -1.0, 0.5, *cells)
+    view = BevView(reference)
+    view.add_grid(1.0, np.full(cells, 0.9, np.float32), np.ones(cells, bool), grid)
+    view.add_boxes(1.0, [])
+    img = view.render(scale=2)
+    assert img is not None and img.shape == (2 * cells[0], 2 * cells[1], 3)
+
+
 def _has(img: np.ndarray, rgb) -> bool:
     return bool(np.all(img == np.array(rgb, np.uint8), axis=2).sum() > 4)
