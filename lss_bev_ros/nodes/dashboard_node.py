@@ -14,7 +14,11 @@ are shaded "not scored"); serves them with :class:`lss_bev_ros.web.DashboardServ
 Cost to the pipeline: callbacks only store the newest messages; a timer renders the camera
 mosaic and the BEV picture at most ``render_rate_hz``, only while a client watches the stream
 (or ``render_always``), decoding JPEGs at reduced size. JPEG encoding runs in the HTTP client
-threads. /diagnostics carries clients connected, frames dropped per client and bytes sent.
+threads. /diagnostics carries clients connected, frames dropped per client and bytes sent,
+the grids drawn (``grids``, ``fused_grids``) and the rejected ones (``bad_grid``,
+``bad_fused_grid``: size, data length, geometry, values outside -1..100; a fused grid must have
+the single-frame grid's geometry). The ``lidar_visibility`` ray cast costs ~0.2 s per drawn
+grid for a 30k-point cloud (measured on a loaded 2-core AMD EPYC), in the render timer.
 """
 
 from __future__ import annotations
