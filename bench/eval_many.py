@@ -84,7 +84,9 @@ def run_many(bags: list[Path], out: Path, model: ModelSpec, opts: EvalOptions,
     bad = [r for r in rep.results if r.status != "ok"]
     if bad:
         raise SystemExit(f"{len(bad)} bag(s) failed: {bad[0].error}")
-    return dict(rep.aggregate["run"])
+    (m,) = rep.aggregate["models"].values()
+    return {**rep.aggregate["run"], "frames": m["grid"]["frames"],
+            "processing_s_sum": sum(float(r.summary["processing_s"]) for r in rep.results)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                  f"{r.get('ray_stop_s', float('nan')):>6.1f} "
                  f"{1e3 * r['ray_overhead_per_task_s']:>15.1f}" if ray else
                  f"{'-':>10} {'-':>8} {'-':>6} {'-':>15}"))
-    per_bag = rows["in-process"]["eval_s_sum"] / len(bags)
-    print(f"in-task evaluate_bag per bag (in-process): {per_bag:.2f} s")
+    ip = rows["in-process"]
+    per_bag = ip["eval_s_sum"] / len(bags)
+    per_frame = ip["processing_s_sum"] / ip["frames"]
+    print(f"in-task evaluate_bag per bag (in-process): {per_bag:.2f} s = "
+          f"{(ip['eval_s_sum'] - ip['processing_s_sum']) / len(bags):.2f} s fixed (backend set-up, "
+          f"warm-up, report) + {ip['frames'] / len(bags):.1f} frames x {per_frame:.3f} s")
     if a.json:
         Path(a.json).write_text(json.dumps(
             {"cpu": cpu_model(), "bags": len(bags), "cli_startup_s": startup,

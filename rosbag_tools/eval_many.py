@@ -315,7 +315,7 @@ class ModelCache:
         else:
             if opts.weights is not None and entry.weights_sha256 is not None and \
                     file_sha256(Path(opts.weights)) != entry.weights_sha256:
-                raise BagToolError(f"checkpoint {opts.weights} changed during the run")
+                raise RuntimeError(f"checkpoint {opts.weights} changed during the run")
             model = load_model(opts)
         self.models[entry.hash] = model
         self.loads += 1
@@ -343,6 +343,11 @@ def run_task(task: BagTask, cache: ModelCache) -> TaskResult:
     (task.out_dir / MARKER).unlink(missing_ok=True)  # a stale marker must not survive a re-run
     try:
         model, res.load_s = cache.get(task.model, task.opts)
+    except Exception as exc:  # the model's fault, not the bag's: reported, not remembered
+        res.status, res.error = "error", f"model {task.model.spec.label}: {exc}"
+        res.task_s = time.perf_counter() - t0
+        return res
+    try:
         t1 = time.perf_counter()
         report = evaluate_bag(task.bag, task.out_dir, task.opts, model=model)
         res.eval_s = time.perf_counter() - t1

@@ -8,6 +8,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,17 @@ def test_eval_many_scores_objects_of_all_bags_together_with_the_devkit(
     own = rep.results[0].summary["objects"]
     assert {k: alone[k] for k in ("NDS", "mAP", "AMOTA", "AMOTP")} == \
         {k: own[k] for k in ("NDS", "mAP", "AMOTA", "AMOTP")}
+
+
+def test_cli_eval_many_exits_2_and_names_the_failed_bag(bags, models, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "rosbag_tools.cli", "eval-many", str(bags["cut"]),
+         str(bags["synth-0000"]), "--weights", str(models[0].weights), "--out", str(tmp_path),
+         "--no-ray", "--samples", "0", "--threshold", "0.45", "--quiet"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 2, r.stderr
+    assert "**failed**" in r.stdout and "truncated or corrupt" in r.stdout
+    assert "2 evaluated, 0 already done" in r.stdout and "Traceback" not in r.stderr
+    rows = list(csv.DictReader((tmp_path / "aggregate.csv").open()))
+    assert [(row["bag"], row["status"]) for row in rows] == [("cut", "failed"),
+                                                             ("synth-0000", "ok")]
