@@ -5,12 +5,21 @@
 
 1. generates held-out sequences with ``lss-bev-synth`` (seed 4242, never seen by the committed
    checkpoint, which was trained on seed 2024) at 2 Hz and at 10 Hz (``--rate-hz``);
-2. runs ``models/lss_small_synth.pt`` on every key frame (CPU, 1 thread); the single-frame grid
-   is the model probability on the cells a camera sees (``bev_processor.camera_visibility``),
-   exactly what ``bev_node`` publishes;
+2. runs ``--weights`` (default the committed ``models/lss_small_cpu_synth.pt``) and the committed
+   YOLO (``models/yolo_synth/yolo11n_synth.onnx``) on every key frame (CPU); the single-frame
+   grid is the model probability on the cells a camera sees
+   (``bev_processor.camera_visibility``), exactly what ``bev_node`` publishes;
 3. feeds the same grids with the ego poses (``ego_pose`` of the LIDAR_TOP sample data: what
-   ``/odom`` carries in a converted bag) to :class:`lss_bev_ros.fusion.GridFusion`;
-4. prints, per rate, side by side for the single-frame and the fused grid:
+   ``/odom`` carries in a converted bag) to :class:`lss_bev_ros.fusion.GridFusion`, three ways:
+
+   * ``fused (ego motion)``: poses only;
+   * ``fused + tracks``: also the tracked objects of the real objects stage
+     (:class:`lss_bev_ros.objects.ObjectPipeline` on the YOLO detections + the LSS grid, in
+     ``map``), the tracks of the PREVIOUS frame extrapolated by their velocity, as
+     ``fusion_node`` gets them from ``/objects/tracked`` (the production configuration);
+   * ``fused + GT motion (oracle)``: the ground-truth boxes and velocities of this frame
+     instead of tracks: an upper bound of what better tracks could give, not a result;
+4. prints, per rate, side by side for the single-frame and the fused grids:
 
    * IoU of ``known & p > 0.5`` against the GT vehicle footprints (``dataset.vehicle_mask``),
      pooled over all frames and cells;
@@ -20,6 +29,8 @@
      counted on cells observed (known) in both frames and whose GT does not change; the
      previous frame is first moved into the current ``base_link`` by the ego motion
      (``fusion.warp_grid``, nearest), so the ego driving is not counted as flicker.
+
+The objects-stage time is not included in the fusion time (it runs anyway for /objects).
 
 Goal (issue 14): flicker at least halved, overall IoU not lower, moving-vehicle IoU not lower by
 more than 0.02. Model outputs are cached under --workdir (``--no-cache`` recomputes), so fusion
@@ -45,7 +56,16 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lss_bev_ros.conversions import GridSpec  # noqa: E402
-from lss_bev_ros.fusion import FusionConfig, GridFusion, Pose2D, warp_grid  # noqa: E402
+from lss_bev_ros.fusion import (  # noqa: E402
+    FusionConfig,
+    GridFusion,
+    ObjectMotion,
+    Pose2D,
+    warp_grid,
+)
+
+DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
+YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
 
 THRESHOLD = 0.5
 
@@ -60,6 +80,9 @@ class Frame:
     known: np.ndarray  # bool, seen by a camera
     gt: np.ndarray  # bool, all vehicle footprints
     gt_moving: np.ndarray  # bool, footprints of vehicle.moving
+    gt_motion: list[ObjectMotion] = field(default_factory=list)  # GT vehicles (map), oracle
+    dets: dict[str, Any] = field(default_factory=dict)  # camera -> YOLO Detections
+    token: str = ""
 
 
 @dataclass
@@ -99,6 +122,25 @@ class Score:
         self.flip_cells += int(np.sum(cells))
 
 
+def _gt_motion(nusc: Any, token: str, stamp: float) -> list[ObjectMotion]:
+    """Ground-truth vehicle boxes in map with the devkit's velocity (oracle objects)."""
+    from pyquaternion import Quaternion
+
+    out = []
+    for tok in nusc.get("sample", token)["anns"]:
+        ann = nusc.get("sample_annotation", tok)
+        if not ann["category_name"].startswith("vehicle."):
+            continue
+        v = nusc.box_velocity(tok)
+        if not np.all(np.isfinite(v[:2])):
+            v = np.zeros(3)
+        yaw = Quaternion(ann["rotation"]).yaw_pitch_roll[0]
+        out.append(ObjectMotion(float(ann["translation"][0]), float(ann["translation"][1]),
+                                float(yaw), float(ann["size"][1]), float(ann["size"][0]),
+                                float(v[0]), float(v[1]), stamp))
+    return out
+
+
 def _footprints(nusc: Any, token: str, grid_cfg: Any) -> tuple[np.ndarray, np.ndarray]:
     """(all vehicles, moving vehicles) footprint masks, rasterised like ``vehicle_mask``."""
     from lss_bev_ros.data.dataset import box_bottom_corners, ego_pose_of_lidar
@@ -123,26 +165,37 @@ def _footprints(nusc: Any, token: str, grid_cfg: Any) -> tuple[np.ndarray, np.nd
 
 
 def load_sequences(root: Path, rate_hz: float, n_scenes: int, n_frames: int, seed: int,
-                   use_cache: bool) -> list[list[Frame]]:
-    """Generate (once) and run the model over ``n_scenes`` sequences of ``n_frames``."""
-    cache = root / "frames.npz"
-    if use_cache and cache.is_file():
-        return _from_cache(cache)
-    import torch
+                   use_cache: bool, weights: Path) -> list[list[Frame]]:
+    """Generate (once) and run the models over ``n_scenes`` sequences of ``n_frames``."""
+    import hashlib
+
     from nuscenes.nuscenes import NuScenes
 
+    if not (root / "v1.0-mini" / "sample.json").is_file():
+        generate_dataset_at(root, n_scenes, n_frames, seed, rate_hz)
+    nusc = NuScenes("v1.0-mini", str(root), verbose=False)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    cache = root / f"frames_{digest}.npz"
+    if use_cache and cache.is_file():
+        return _from_cache(cache, nusc)
+    import torch
+
     from lss_bev_ros.bev_processor import camera_visibility
-    from lss_bev_ros.calibration import rig_from_nuscenes
-    from lss_bev_ros.data.dataset import ego_pose_of_lidar, sample_inputs, scene_sample_tokens
-    from lss_bev_ros.data.synthetic import generate_dataset, scene_name
+    from lss_bev_ros.calibration import NUSCENES_CAMERAS, rig_from_nuscenes
+    from lss_bev_ros.data.dataset import (
+        camera_calibration,
+        ego_pose_of_lidar,
+        load_rgb,
+        sample_inputs,
+        scene_sample_tokens,
+    )
+    from lss_bev_ros.data.synthetic import scene_name
+    from lss_bev_ros.detection.detector import BatchedDetector, DetectorConfig
     from lss_bev_ros.lss.checkpoint import load_checkpoint
 
-    if not (root / "v1.0-mini" / "sample.json").is_file():
-        generate_dataset(root, n_scenes, n_frames, seed, progress=False,
-                         sample_period_us=round(1e6 / rate_hz))
-    nusc = NuScenes("v1.0-mini", str(root), verbose=False)
-    model, cfg, _ = load_checkpoint(REPO / "models" / "lss_small_synth.pt")
+    model, cfg, _ = load_checkpoint(weights)
     model.eval()
+    det = BatchedDetector(DetectorConfig(str(YOLO_WEIGHTS)))
     grid = GridSpec.from_bounds(cfg.grid.xbound, cfg.grid.ybound)
     seqs: list[list[Frame]] = []
     for i in range(n_scenes):
@@ -157,13 +210,25 @@ def load_sequences(root: Path, rate_hz: float, n_scenes: int, n_frames: int, see
             inp = sample_inputs(nusc, tok, cfg)
             with torch.no_grad():
                 prob = model(*inp).sigmoid()[0, 0].numpy().astype(np.float32)
+            _, _, paths = camera_calibration(nusc, tok, NUSCENES_CAMERAS)
+            dets = dict(zip(NUSCENES_CAMERAS, det.detect([load_rgb(q) for q in paths]),
+                            strict=True))
             gt, moving = _footprints(nusc, tok, cfg.grid)
             stamp = nusc.get("sample", tok)["timestamp"] * 1e-6
             frames.append(Frame(stamp, Pose2D.from_matrix(ego_pose_of_lidar(nusc, tok)), prob,
-                                vis.copy(), gt, moving))
+                                vis.copy(), gt, moving, _gt_motion(nusc, tok, stamp), dets,
+                                tok))
         seqs.append(frames)
     _to_cache(cache, seqs)
     return seqs
+
+
+def generate_dataset_at(root: Path, n_scenes: int, n_frames: int, seed: int,
+                        rate_hz: float) -> None:
+    from lss_bev_ros.data.synthetic import generate_dataset
+
+    generate_dataset(root, n_scenes, n_frames, seed, progress=False,
+                     sample_period_us=round(1e6 / rate_hz))
 
 
 def _to_cache(path: Path, seqs: list[list[Frame]]) -> None:
@@ -171,34 +236,79 @@ def _to_cache(path: Path, seqs: list[list[Frame]]) -> None:
     for i, fr in enumerate(seqs):
         arrs[f"s{i}_stamp"] = np.array([f.stamp for f in fr])
         arrs[f"s{i}_pose"] = np.array([[f.pose.x, f.pose.y, f.pose.yaw] for f in fr])
+        arrs[f"s{i}_token"] = np.array([f.token for f in fr])
         for k in ("prob", "known", "gt", "gt_moving"):
             arrs[f"s{i}_{k}"] = np.stack([getattr(f, k) for f in fr])
+        for k, f in enumerate(fr):
+            for cam, d in f.dets.items():
+                arrs[f"s{i}_{k}_det_{cam}"] = d.as_array()
+                arrs[f"s{i}_{k}_size_{cam}"] = np.array(d.image_size)
     np.savez_compressed(path, n=len(seqs), **arrs)
 
 
-def _from_cache(path: Path) -> list[list[Frame]]:
+def _from_cache(path: Path, nusc: Any) -> list[list[Frame]]:
+    from lss_bev_ros.calibration import NUSCENES_CAMERAS
+    from lss_bev_ros.detection.types import Detections
+
     z = np.load(path, allow_pickle=False)
     out = []
     for i in range(int(z["n"])):
-        out.append([Frame(float(z[f"s{i}_stamp"][k]), Pose2D(*map(float, z[f"s{i}_pose"][k])),
-                          z[f"s{i}_prob"][k], z[f"s{i}_known"][k], z[f"s{i}_gt"][k],
-                          z[f"s{i}_gt_moving"][k]) for k in range(len(z[f"s{i}_stamp"]))])
+        frames = []
+        for k in range(len(z[f"s{i}_stamp"])):
+            dets = {}
+            for cam in NUSCENES_CAMERAS:
+                a = z[f"s{i}_{k}_det_{cam}"]
+                dets[cam] = Detections(a[:, :4], a[:, 4], a[:, 5].astype(np.int64),
+                                       tuple(int(v) for v in z[f"s{i}_{k}_size_{cam}"]))
+            tok = str(z[f"s{i}_token"][k])
+            stamp = float(z[f"s{i}_stamp"][k])
+            frames.append(Frame(stamp, Pose2D(*map(float, z[f"s{i}_pose"][k])),
+                                z[f"s{i}_prob"][k], z[f"s{i}_known"][k], z[f"s{i}_gt"][k],
+                                z[f"s{i}_gt_moving"][k], _gt_motion(nusc, tok, stamp), dets,
+                                tok))
+        out.append(frames)
     return out
 
 
-def score(seqs: list[list[Frame]], cfg: FusionConfig | None) -> tuple[Score, float]:
-    """Score single-frame grids (``cfg`` None) or fused grids; returns (score, ms/frame)."""
+def _tracks(seqs: list[list[Frame]], nusc: Any) -> list[list[list[ObjectMotion]]]:
+    """Per sequence and frame: the tracks of the real objects stage after the PREVIOUS frame
+    (``map``), as fusion_node gets them (empty for the first frame)."""
+    from lss_bev_ros.calibration import rig_from_nuscenes
+    from lss_bev_ros.detection.gt import CLASS_NAMES
+    from lss_bev_ros.objects import ObjectPipeline
+    from lss_bev_ros.objects import Pose2D as ObjPose
+
+    grid = GridSpec()
+    out = []
+    for frames in seqs:
+        pipe = ObjectPipeline(rig_from_nuscenes(nusc, frames[0].token), grid, CLASS_NAMES)
+        per: list[list[ObjectMotion]] = []
+        prev: list[ObjectMotion] = []
+        for f in frames:
+            per.append(prev)
+            res = pipe.step(f.stamp, f.dets, f.prob, f.known,
+                            ObjPose(f.pose.x, f.pose.y, f.pose.yaw, f.stamp))
+            prev = [ObjectMotion.from_object(o, f.stamp) for o in res.tracked]
+        out.append(per)
+    return out
+
+
+def score(seqs: list[list[Frame]], cfg: FusionConfig | None,
+          objects: list[list[list[ObjectMotion]]] | None = None) -> tuple[Score, float]:
+    """Score single-frame grids (``cfg`` None) or fused grids (with ``objects[seq][frame]``
+    when given); returns (score, ms/frame)."""
     sc = Score()
     t_fuse, n = 0.0, 0
-    for frames in seqs:
+    for si, frames in enumerate(seqs):
         fusion = GridFusion(cfg) if cfg is not None else None
         prev: tuple[np.ndarray, np.ndarray, Frame] | None = None
-        for f in frames:
+        for fi, f in enumerate(frames):
             if fusion is None:
                 prob, known = f.prob, f.known
             else:
+                objs = objects[si][fi] if objects is not None else []
                 t0 = time.perf_counter()
-                out = fusion.update(f.stamp, f.prob, f.known, f.pose)
+                out = fusion.update(f.stamp, f.prob, f.known, f.pose, objs)
                 t_fuse += time.perf_counter() - t0
                 n += 1
                 assert out is not None
@@ -212,25 +322,32 @@ def score(seqs: list[list[Frame]], cfg: FusionConfig | None) -> tuple[Score, flo
     return sc, (1e3 * t_fuse / n if n else 0.0)
 
 
-def print_table(rate: str, n_frames: int, single: Score, fused: Score, ms: float) -> None:
+def print_table(rate: str, n_frames: int, single: Score,
+                fused: dict[str, tuple[Score, float]]) -> None:
     print(f"\n### {rate}: {n_frames} frames")
-    print("| metric | single-frame | fused | change |")
-    print("|---|---|---|---|")
+    names = list(fused)
+    print("| metric | single-frame | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
     for g, label in (("all", "IoU all vehicles"), ("static", "IoU static vehicles"),
                      ("moving", "IoU moving vehicles")):
-        a, b = single.iou(g), fused.iou(g)
-        print(f"| {label} | {a:.3f} | {b:.3f} | {b - a:+.3f} |")
-    a, b = single.flicker, fused.flicker
-    print(f"| flicker (share of stable-GT cells that flip) | {a:.4%} | {b:.4%} | "
-          f"x{b / a:.2f} |")
+        a = single.iou(g)
+        cells = [f"{s.iou(g):.3f} ({s.iou(g) - a:+.3f})" for s, _ in fused.values()]
+        print(f"| {label} (vs GT footprints) | {a:.3f} | " + " | ".join(cells) + " |")
+    a = single.flicker
+    cells = [f"{s.flicker:.4%} (x{s.flicker / a:.2f})" for s, _ in fused.values()]
+    print("| flicker (share of stable-GT observed cells that flip) | "
+          f"{a:.4%} | " + " | ".join(cells) + " |")
+    cells = [f"{s.flips} / {s.flip_cells}" for s, _ in fused.values()]
     print(f"| flip cells / compared cells | {single.flips} / {single.flip_cells} | "
-          f"{fused.flips} / {fused.flip_cells} | |")
-    print(f"| fusion time per frame | - | {ms:.1f} ms | |")
-    ok_f = b <= 0.5 * a
-    ok_i = fused.iou("all") >= single.iou("all")
-    ok_m = fused.iou("moving") >= single.iou("moving") - 0.02
-    print(f"goal: flicker halved {'yes' if ok_f else 'NO'}; IoU not lower "
-          f"{'yes' if ok_i else 'NO'}; moving IoU within 0.02 {'yes' if ok_m else 'NO'}")
+          + " | ".join(cells) + " |")
+    print("| fusion time per frame | - | " + " | ".join(f"{ms:.1f} ms" for _, ms in
+                                                       fused.values()) + " |")
+    for name, (s, _) in fused.items():
+        ok_f = s.flicker <= 0.5 * a
+        ok_i = s.iou("all") >= single.iou("all")
+        ok_m = s.iou("moving") >= single.iou("moving") - 0.02
+        print(f"goal ({name}): flicker halved {'yes' if ok_f else 'NO'}; IoU not lower "
+              f"{'yes' if ok_i else 'NO'}; moving IoU within 0.02 {'yes' if ok_m else 'NO'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames-2hz", type=int, default=20)
     ap.add_argument("--frames-10hz", type=int, default=40)
     ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="LSS checkpoint")
     ap.add_argument("--max-logodds", type=float, default=None, help="override FusionConfig")
     ap.add_argument("--max-step-logodds", type=float, default=None)
     ap.add_argument("--history-band-logodds", type=float, default=None)
@@ -251,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     import platform
 
-    print(f"# bev_fusion bench: seed {args.seed}, {args.scenes} scenes per rate, "
-          f"{platform.processor() or platform.machine()}, torch {torch.__version__}")
+    print(f"# bev_fusion bench: seed {args.seed}, {args.scenes} scenes per rate, weights "
+          f"{args.weights}, {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}")
     over = {k: v for k, v in (("max_logodds", args.max_logodds),
                               ("max_step_logodds", args.max_step_logodds),
                               ("history_band_logodds", args.history_band_logodds),
@@ -262,12 +381,24 @@ def main(argv: list[str] | None = None) -> int:
     for rate_hz, n in ((2.0, args.frames_2hz), (10.0, args.frames_10hz)):
         root = Path(args.workdir) / f"seed{args.seed}_{rate_hz:g}hz_{args.scenes}x{n}"
         t0 = time.perf_counter()
-        seqs = load_sequences(root, rate_hz, args.scenes, n, args.seed, not args.no_cache)
+        seqs = load_sequences(root, rate_hz, args.scenes, n, args.seed, not args.no_cache,
+                              Path(args.weights))
         t_load = time.perf_counter() - t0
+        from nuscenes.nuscenes import NuScenes
+
+        nusc = NuScenes("v1.0-mini", str(root), verbose=False)
+        t0 = time.perf_counter()
+        tracks = _tracks(seqs, nusc)
+        t_tracks = time.perf_counter() - t0
+        oracle = [[f.gt_motion for f in frames] for frames in seqs]
         single, _ = score(seqs, None)
-        fused, ms = score(seqs, cfg)
-        print(f"(data + inference {t_load:.0f} s)")
-        print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused, ms)
+        fused = {"fused (ego motion)": score(seqs, cfg),
+                 "fused + tracks": score(seqs, cfg, tracks),
+                 "fused + GT motion (oracle)": score(seqs, cfg, oracle)}
+        n_tracks = sum(len(t) for per in tracks for t in per)
+        print(f"(data + inference {t_load:.0f} s; objects stage {t_tracks:.0f} s, "
+              f"{n_tracks} track states fed to the fusion)")
+        print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused)
     return 0
 
 

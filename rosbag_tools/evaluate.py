@@ -105,6 +105,8 @@ class EvalOptions:
     missing_camera_policy: str = "mask"
     use_tf_static: bool = True  # camera extrinsics from the bag's /tf_static (bev_node default)
     fusion: bool = True  # also score the temporally fused grid (fusion_node's core, /odom poses)
+    fusion_objects: bool = True  # with objects: the tracks move their history (fusion_node's
+    #                              objects_topic; the same track-set rule, fusion.track_set_for)
     objects: bool = False  # detector + objects cores per frame (rosbag_tools.objects_eval)
     detector_weights: Path | None = None  # default: the committed ONNX YOLO
     objects_mode: str = "fused"  # fused | geometry | bev (lss_bev_ros.objects.MODES)
@@ -253,6 +255,7 @@ class ReplayEvaluator:
         self.fused_evaluator: BevEvaluator | None = None  # the fused grid, same reference
         self.fusion: Any = None  # lss_bev_ros.fusion.GridFusion when opts.fusion and /odom
         self.objects: Any = None  # rosbag_tools.objects_eval.OfflineObjects with opts.objects
+        self._track_sets: list[Any] = []  # fusion.TrackSet of the objects stage, newest last
 
     # ------------------------------------------------------------------------------- helpers
     def _error(self, key: str, msg: str) -> None:
@@ -424,7 +427,8 @@ class ReplayEvaluator:
                 if self.fusion is not None and poses is not None and \
                         self.fused_evaluator is not None:
                     fused = self.fusion.update(frame.stamp, prob_q, known,
-                                               poses.lookup(frame.stamp).pose)
+                                               poses.lookup(frame.stamp).pose,
+                                               self._fusion_objects(frame.stamp))
                     if fused is not None:  # as fusion_node publishes and eval_node reads it
                         occ = probability_to_occupancy(fused.probability, fused.known)
                         fq, fk = occupancy_to_probability(occ, grid.nx, grid.ny)
@@ -464,7 +468,8 @@ class ReplayEvaluator:
                                                                        grid.nx, grid.ny)
                                 pose = _objects_pose(poses, frame.stamp)
                                 self.objects.set_rig(pipe.current_rig())
-                                self.objects.add(frame.stamp, s.items, prob, known, pose)
+                                objs = self.objects.add(frame.stamp, s.items, prob, known, pose)
+                                self._add_track_set(frame.stamp, objs)
                     elif topic in info_topics:
                         pipe.add_camera_info(info_topics[topic], list(msg.k), int(msg.width),
                                              int(msg.height))
@@ -484,6 +489,26 @@ class ReplayEvaluator:
                 self.fused_evaluator.flush()
         self.wall_s = time.perf_counter() - t_start
         return self._report()
+
+    def _add_track_set(self, stamp: float, frame: Any) -> None:
+        """Keep the tracks of one objects frame for the fusion (map frame only, as fusion_node
+        takes /objects/tracked; a looped bag restarts the list)."""
+        if self.fusion is None or not self.opts.fusion_objects or frame.tracked_frame != "map":
+            return
+        from lss_bev_ros.fusion import ObjectMotion
+
+        if self._track_sets and stamp < self._track_sets[-1][0]:
+            self._track_sets.clear()
+        objs = [ObjectMotion.from_object(t, stamp) for t in frame.tracked]
+        self._track_sets = [*self._track_sets[-7:], (stamp, [o for o in objs if o.finite])]
+
+    def _fusion_objects(self, stamp: float) -> list[Any]:
+        """fusion_node's rule: the newest track set strictly before ``stamp``, at most 1 s old
+        (its ``max_track_age_s`` default)."""
+        from lss_bev_ros.fusion import track_set_for
+
+        best = track_set_for(self._track_sets, stamp, 1.0)
+        return [] if best is None else best[1]
 
     def _read_poses(self, reader: Any) -> Any:
         """All ``/odom`` poses (map -> base_link) of the bag, for the fused grid."""

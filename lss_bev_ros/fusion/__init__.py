@@ -12,6 +12,13 @@ from lss_bev_ros.fusion.grid_fusion import (
     pose_is_finite,
     warp_grid,
 )
+from lss_bev_ros.fusion.object_motion import (
+    ObjectMotion,
+    TrackSet,
+    moving_objects,
+    track_set_for,
+    transport_history,
+)
 from lss_bev_ros.fusion.poses import PoseBuffer, PoseLookup
 
 __all__ = [
@@ -20,11 +27,16 @@ __all__ = [
     "FusionStats",
     "FusionStatus",
     "GridFusion",
+    "ObjectMotion",
     "Pose2D",
     "PoseBuffer",
     "PoseLike",
     "PoseLookup",
+    "TrackSet",
     "angle_diff",
+    "moving_objects",
     "pose_is_finite",
+    "track_set_for",
+    "transport_history",
     "warp_grid",
 ]

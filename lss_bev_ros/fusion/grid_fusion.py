@@ -28,7 +28,13 @@ Update rule per frame (``dt`` = time since the previous fused frame, s):
   drives away is erased (and one that arrives appears) after ``FusionConfig.frames_to_flip(p)``
   frames (1 for a confident frame) instead of leaving a trail;
 * cells not seen for more than ``unknown_after_s`` are reported unknown (an obstacle that left
-  while no camera looked is gone from the output after that time at most).
+  while no camera looked is gone from the output after that time at most);
+* optional object motion: with the tracked objects (``objects`` of :meth:`GridFusion.update`,
+  :class:`~lss_bev_ros.fusion.object_motion.ObjectMotion` in ``map``), before the frame is
+  integrated the history inside each box moving at ``>= object_min_speed_mps`` moves with the
+  box from the previous fused stamp to this one, and the cells it left become unknown
+  (:func:`~lss_bev_ros.fusion.object_motion.transport_history`): the smoothing then holds for
+  moving cars too, without the trail behind and the lag ahead of them.
 
 Rules for bad input (each counted in :class:`FusionStats`, reported in ``FusedGrid.status``):
 
@@ -46,6 +52,7 @@ Rules for bad input (each counted in :class:`FusionStats`, reported in ``FusedGr
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -54,6 +61,7 @@ import numpy as np
 from scipy import ndimage
 
 from lss_bev_ros.conversions.grid import GridSpec
+from lss_bev_ros.fusion.object_motion import ObjectMotion, moving_objects, transport_history
 
 _NEVER = -1.0e18  # last-seen stamp of a cell never observed (s)
 
@@ -141,6 +149,8 @@ class FusionConfig:
         max_jump_m: ego translation between two fused frames that counts as a jump (m).
         max_jump_rad: ego rotation between two fused frames that counts as a jump (rad).
         prob_eps: probabilities are clipped to [eps, 1 - eps] before the logit.
+        object_min_speed_mps: tracked objects at least this fast move their history (m/s).
+        object_margin_m: their boxes are enlarged by this on every side (m).
     """
 
     grid: GridSpec = field(default_factory=GridSpec)
@@ -154,16 +164,22 @@ class FusionConfig:
     max_jump_m: float = 10.0
     max_jump_rad: float = 0.8
     prob_eps: float = 1e-3
+    object_min_speed_mps: float = 0.5
+    object_margin_m: float = 0.5
 
     def __post_init__(self) -> None:
         positive = ("max_logodds", "max_step_logodds", "history_band_logodds", "decay_time_s",
-                    "unknown_after_s", "max_gap_s", "max_jump_m", "max_jump_rad")
+                    "unknown_after_s", "max_gap_s", "max_jump_m", "max_jump_rad",
+                    "object_min_speed_mps")
         for name in positive:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"FusionConfig.{name} must be a finite number > 0, got {v!r}")
         if not (math.isfinite(self.max_reorder_s) and self.max_reorder_s >= 0):
             raise ValueError(f"FusionConfig.max_reorder_s must be >= 0, got {self.max_reorder_s}")
+        if not (math.isfinite(self.object_margin_m) and 0.0 <= self.object_margin_m <= 10.0):
+            raise ValueError("FusionConfig.object_margin_m must be in [0, 10] m, got "
+                             f"{self.object_margin_m}")
         if not 0.0 < self.prob_eps < 0.5:
             raise ValueError(f"FusionConfig.prob_eps must be in (0, 0.5), got {self.prob_eps}")
         if self.max_jump_rad > math.pi:
@@ -202,6 +218,7 @@ class FusionStats:
     time_resets: int = 0
     out_of_order: int = 0
     resets: int = 0
+    objects_moved: int = 0  # object boxes whose history moved with them (all frames)
 
     def as_dict(self) -> dict[str, int]:
         """Counter name -> value."""
@@ -264,7 +281,8 @@ class GridFusion:
         return self._last_stamp is not None
 
     def update(self, stamp: float, probability: np.ndarray, known: np.ndarray,
-               pose: PoseLike | None) -> FusedGrid | None:
+               pose: PoseLike | None,
+               objects: Sequence[ObjectMotion] = ()) -> FusedGrid | None:
         """Fuse one single-frame grid; returns the fused grid, or None when skipped.
 
         Args:
@@ -272,6 +290,9 @@ class GridFusion:
             probability: X x Y occupancy probabilities (0..1) indexed [ix, iy].
             known: X x Y bool, cells a camera sees in this frame.
             pose: ``map -> base_link`` at ``stamp`` (None: not available).
+            objects: tracked objects in ``map`` (e.g. the newest tracks older than ``stamp``,
+                extrapolated by their velocity): their history moves with them. Empty: ego
+                motion only. Non-finite objects are ignored.
 
         Raises:
             ValueError: wrong shapes or a non-finite stamp (bad input, nothing changes).
@@ -315,7 +336,7 @@ class GridFusion:
                 self.stats.first += 1
         else:
             self.stats.fused += 1
-        self._integrate(stamp, prob, vis, pose)
+        self._integrate(stamp, prob, vis, pose, objects)
         return self._output(stamp, pose, status)
 
     # -- internals --------------------------------------------------------------------------
@@ -356,11 +377,17 @@ class GridFusion:
         offset = rt @ o - np.array([g.xmin / g.resolution + 0.5, g.ymin / g.resolution + 0.5])
         return rt, offset
 
-    def _integrate(self, stamp: float, prob: np.ndarray, vis: np.ndarray, pose: PoseLike) -> None:
+    def _integrate(self, stamp: float, prob: np.ndarray, vis: np.ndarray, pose: PoseLike,
+                   objects: Sequence[ObjectMotion] = ()) -> None:
         cfg = self.config
+        origin = self._recentre(pose)
         if self._last_stamp is not None:
             self._logodds *= np.float32(math.exp(-(stamp - self._last_stamp) / cfg.decay_time_s))
-        origin = self._recentre(pose)
+            moving = moving_objects(objects, cfg.object_min_speed_mps)
+            if moving:
+                self.stats.objects_moved += transport_history(
+                    self._logodds, origin, cfg.grid.resolution, moving, self._last_stamp,
+                    stamp, cfg.object_margin_m)
         matrix, offset = self._window_to_base(origin, pose)
         meas = np.where(vis, np.clip(_logit(prob, cfg.prob_eps), -cfg.max_step_logodds,
                                      cfg.max_step_logodds), 0.0).astype(np.float32)

@@ -10,7 +10,16 @@ waiting up to ``pose_wait_s`` for a pose at or after the grid stamp, then taking
 within ``pose_tolerance_s``) and counts everything in
 ``/diagnostics``: ``grids``, ``published``, ``fused``, ``no_pose``, ``bad_pose``,
 ``pose_jumps``, ``time_resets``, ``out_of_order``, ``bad_grid``, ``grid_geometry_changed``,
-``poses``, ``pose_time_jumps``, ``pose_frame_mismatch``.
+``poses``, ``pose_time_jumps``, ``pose_frame_mismatch``, ``track_sets``,
+``objects_frame_mismatch``, ``bad_objects``, ``stale_objects``, ``objects_moved``.
+
+Object motion (``objects_topic``, default ``/objects/tracked``; empty: off): the fusion also
+takes the objects node's ``lss_bev_ros/TrackedObjects`` in ``map_frame``. For a grid at stamp
+``t`` it uses the newest track set stamped strictly before ``t`` (and not older than
+``max_track_age_s``): the objects node publishes the tracks of grid ``t`` only after it has
+read grid ``t``, so this is the set the tracker had one frame earlier, the same set the offline
+evaluation passes, whatever the arrival order. Each track is extrapolated by its velocity to
+the stamps the fusion needs (:mod:`lss_bev_ros.fusion.object_motion`).
 """
 
 from __future__ import annotations
@@ -19,12 +28,23 @@ import array
 import math
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from nav_msgs.msg import OccupancyGrid, Odometry
 
 from lss_bev_ros.conversions import GridSpec, occupancy_to_probability, probability_to_occupancy
-from lss_bev_ros.fusion import FusionConfig, FusionStatus, GridFusion, Pose2D, PoseBuffer
+from lss_bev_ros.conversions.objects import object_from_tracked_msg
+from lss_bev_ros.fusion import (
+    FusionConfig,
+    FusionStatus,
+    GridFusion,
+    ObjectMotion,
+    Pose2D,
+    PoseBuffer,
+    track_set_for,
+)
+from lss_bev_ros.msg import TrackedObjects
 from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, stamp_to_sec
 
 try:  # /tf needs tf2_msgs (not on PyPI; built by tools/bootstrap.sh)
@@ -36,7 +56,8 @@ POSE_SOURCES = ("odom", "tf")
 
 #: fusion parameters: node parameter name == FusionConfig field name
 _FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds", "decay_time_s",
-                  "unknown_after_s", "max_gap_s", "max_reorder_s", "max_jump_m", "max_jump_rad")
+                  "unknown_after_s", "max_gap_s", "max_reorder_s", "max_jump_m", "max_jump_rad",
+                  "object_min_speed_mps", "object_margin_m")
 
 #: FusionStatus -> diagnostics counter (errors are logged and turn the status WARN)
 _STATUS_KEYS = {
@@ -51,6 +72,10 @@ _STATUS_KEYS = {
 
 def _topic(v: str) -> str | None:
     return None if v.startswith("/") else "must be an absolute topic (start with /)"
+
+
+def _optional_topic(v: str) -> str | None:
+    return None if v == "" else _topic(v)
 
 
 class FusionNode(PerceptionNode):
@@ -93,6 +118,15 @@ class FusionNode(PerceptionNode):
                   "as a pose jump (reset) (m)", min=0.01, max=1000.0),
         ParamSpec("max_jump_rad", 0.8, "ego rotation between two fused grids that counts as "
                   "a pose jump (reset) (rad)", min=0.001, max=math.pi),
+        ParamSpec("objects_topic", "/objects/tracked", "TrackedObjects in map_frame whose "
+                  "motion moves their history (empty: ego motion only)", read_only=True,
+                  validator=_optional_topic),
+        ParamSpec("max_track_age_s", 1.0, "a track set older than the grid by more than this "
+                  "is not used (s)", min=0.0, max=10.0),
+        ParamSpec("object_min_speed_mps", 0.5, "tracks at least this fast move their "
+                  "history (m/s)", min=0.01, max=100.0),
+        ParamSpec("object_margin_m", 0.5, "track boxes are enlarged by this on every side (m)",
+                  min=0.0, max=10.0),
     )
 
     def __init__(self, **kwargs: Any) -> None:
@@ -105,6 +139,7 @@ class FusionNode(PerceptionNode):
         self._grid: GridSpec | None = None
         self.poses = PoseBuffer()
         self._pending: tuple[OccupancyGrid, float] | None = None  # (grid, monotonic arrival)
+        self._tracks: deque[tuple[float, list[ObjectMotion]]] = deque(maxlen=8)  # (stamp, map)
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure_impl(self) -> None:
@@ -123,6 +158,9 @@ class FusionNode(PerceptionNode):
             raise RuntimeError("pose_source 'tf' needs tf2_msgs, which is not importable")
         else:
             self._subs.append(self.create_subscription(TFMessage, "/tf", self._on_tf, 50))
+        if self.p("objects_topic"):
+            self._subs.append(self.create_subscription(TrackedObjects, self.p("objects_topic"),
+                                                       self._on_tracks, 10))
         self._timer = self.create_timer(0.05, self._flush_pending)
 
     def on_deactivate_impl(self) -> None:
@@ -136,6 +174,7 @@ class FusionNode(PerceptionNode):
             self._pending = None
             self.fusion = None
             self._grid = None
+            self._tracks.clear()
 
     def on_cleanup_impl(self) -> None:
         if self._pub is not None:
@@ -189,6 +228,42 @@ class FusionNode(PerceptionNode):
                 t, q = tf.transform.translation, tf.transform.rotation
                 self._add_pose(stamp_to_sec(tf.header.stamp),
                                Pose2D.from_quaternion(t.x, t.y, q.x, q.y, q.z, q.w))
+
+    # -- tracked objects --------------------------------------------------------------------
+    def _on_tracks(self, msg: Any) -> None:
+        if not self.active:
+            return
+        self.diag.count("track_sets")
+        if msg.header.frame_id.lstrip("/") != self.p("map_frame"):
+            self.diag.error("objects_frame_mismatch", (
+                f"TrackedObjects in {msg.header.frame_id!r}, expected {self.p('map_frame')!r} "
+                "(the objects node tracks in base_link without a pose): not used"))
+            return
+        stamp = stamp_to_sec(msg.header.stamp)
+        objs: list[ObjectMotion] = []
+        for m in msg.objects:
+            d = object_from_tracked_msg(m)
+            o = ObjectMotion(d["x"], d["y"], d["yaw"], d["length"], d["width"], d["vx"],
+                             d["vy"], stamp)
+            if o.finite and math.isfinite(stamp):
+                objs.append(o)
+            else:
+                self.diag.error("bad_objects", f"track {int(m.id)}: non-finite state or "
+                                "empty box: ignored")
+        with self._lock:
+            if self._tracks and stamp < self._tracks[-1][0] - float(self.p("max_reorder_s")):
+                self._tracks.clear()  # looped bag: forget the old timeline
+            self._tracks.append((stamp, objs))
+
+    def _objects_for(self, stamp: float) -> list[ObjectMotion]:
+        """Track set for a grid at ``stamp`` (call under the lock)."""
+        if not self._tracks:
+            return []
+        best = track_set_for(self._tracks, stamp, float(self.p("max_track_age_s")))
+        if best is None:
+            self.diag.count("stale_objects")
+            return []
+        return best[1]
 
     # -- grids ------------------------------------------------------------------------------
     def _on_grid(self, msg: OccupancyGrid) -> None:
@@ -256,11 +331,16 @@ class FusionNode(PerceptionNode):
             fusion = self.fusion
             assert fusion is not None
             pose = self.poses.lookup(stamp).pose
+            objects = self._objects_for(stamp)
+            moved = fusion.stats.objects_moved
             try:
-                out = fusion.update(stamp, prob, known, pose)
+                out = fusion.update(stamp, prob, known, pose, objects)
             except ValueError as exc:
                 self.diag.error("bad_grid", str(exc))
                 return
+            moved = fusion.stats.objects_moved - moved
+        if moved:
+            self.diag.count("objects_moved", moved)
         if out is None:
             self.diag.error("out_of_order", f"grid stamp {stamp:.3f} s is not newer than the "
                             "last fused grid: skipped")

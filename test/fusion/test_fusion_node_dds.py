@@ -182,3 +182,81 @@ def test_fusion_node_takes_the_pose_from_tf_and_waits_for_it(ros_context):
         io.ex.shutdown()
         io.node.destroy_node()
         node.destroy_node()
+
+
+def _car_grid(t: float, car_x: float, p_car: float) -> OccupancyGrid:
+    """Ego parked at the map origin; a 4.5 x 2 m car at (car_x, 5) m seen with ``p_car``."""
+    g = _grid(t, 0.0, seen=True)
+    prob, known = occupancy_to_probability(g.data, GRID.nx, GRID.ny)
+    prob[known & (prob > 0.5)] = 0.05  # no static block here
+    xs = GRID.xmin + (np.arange(GRID.nx) + 0.5) * GRID.resolution
+    ys = GRID.ymin + (np.arange(GRID.ny) + 0.5) * GRID.resolution
+    bx, by = np.meshgrid(xs, ys, indexing="ij")
+    car = (np.abs(bx - car_x) <= 2.25) & (np.abs(by - 5.0) <= 1.0)
+    prob[car] = p_car
+    known[car] = True
+    g.data = array.array("b", probability_to_occupancy(prob, known).tobytes())
+    return g
+
+
+def test_fusion_node_moves_a_tracked_cars_history_and_refuses_base_link_tracks(ros_context,
+                                                                              tmp_path):
+    from lss_bev_ros.conversions.objects import new_uuid_prefix, tracked_objects_msg
+    from lss_bev_ros.msg import TrackedObjects
+    from lss_bev_ros.objects import Object3D
+
+    params = tmp_path / "fusion.yaml"
+    params.write_text(yaml.safe_dump({"fusion_node": {"ros__parameters": {
+        "pose_wait_s": 2.0}}}))
+    log = open(tmp_path / "fusion_node.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lss_bev_ros.pipeline", "--params-file", str(params),
+         "--nodes", "fusion_node"],
+        cwd=str(REPO), env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+    io = _Io(ros_context)
+    pub_tracks = io.node.create_publisher(TrackedObjects, "/objects/tracked", 10)
+    prefix = new_uuid_prefix()
+
+    def car_x(k: int) -> float:
+        return 5.0 + 5.0 * k  # 10 m/s at 2 Hz: 5 m a frame, more than its length
+
+    def tracks(t: float, x: float, frame: str) -> TrackedObjects:
+        car = Object3D(x, 5.0, 0.8, 4.5, 2.0, 1.6, 0.0, True, "car", 0.9, 0.9, vx=10.0,
+                       vy=0.0, track_id=1)
+        return tracked_objects_msg([car], _stamp(t), frame, prefix)
+
+    try:
+        assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
+                             and pub_tracks.get_subscription_count() > 0, 60.0), \
+            "fusion_node never subscribed"
+        io.spin_until(lambda: False, 0.5)
+        stamps = [200.0 + 0.5 * k for k in range(4)]
+        for k, t in enumerate(stamps):
+            io.pub_odom.publish(_odom(t, 0.0))
+            io.pub_grid.publish(_car_grid(t, car_x(k), 0.95 if k < 3 else 0.4))  # 3: weak
+            assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 20.0), io.diag
+            pub_tracks.publish(tracks(t, car_x(k), "map"))  # after the grid, as live
+            assert io.spin_until(lambda k=k: io.diag.get("track_sets") == str(k + 1), 10.0)
+        pub_tracks.publish(tracks(stamps[-1] + 0.1, 0.0, "base_link"))
+        assert io.spin_until(lambda: io.diag.get("objects_frame_mismatch") == "1", 10.0), \
+            io.diag
+        assert proc.poll() is None, "fusion_node died"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        io.node.destroy_node()
+    text = (tmp_path / "fusion_node.log").read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert int(io.diag["objects_moved"]) == 3, io.diag  # frames 1..3 got the previous tracks
+    g = io.fused_at(stamps[3])
+    prob, _ = occupancy_to_probability(g.data, GRID.nx, GRID.ny)
+    xs = GRID.xmin + (np.arange(GRID.nx) + 0.5) * GRID.resolution
+    ix = np.nonzero(np.abs(xs - car_x(3)) <= 2.0)[0]
+    iy = np.nonzero(np.abs(xs - 5.0) <= 0.75)[0]
+    held = prob[np.ix_(ix, iy)]
+    assert (held > 0.5).mean() >= 0.9, held  # the weak frame's car is held where it is now

@@ -1,0 +1,154 @@
+"""Object-motion compensation of the fused history (ROS-free).
+
+Ego-motion compensation keeps map-fixed things in place; a car that drives through the grid is
+not map-fixed, so its history is in the wrong cells one frame later: behind it (a trail the
+measurement must erase) and missing ahead of it (a lag the measurement must fill). With the
+tracked objects' motion the history moves with the object instead:
+
+* for every tracked object moving at ``>= min_speed_mps``, its box (enlarged by ``margin_m`` on
+  every side) is placed at the previous fused stamp ``t0`` and at the current stamp ``t1``, both
+  extrapolated from the track with its velocity (``p(t) = p + v (t - stamp)``, the tracker's
+  constant-velocity model);
+* the history cells of the box at ``t1`` take the values of the cells of the box at ``t0`` they
+  came from (nearest cell, translation only);
+* history cells the box left (``t0`` box minus ``t1`` box) are set to unknown (log-odds 0): the
+  current frame alone decides them.
+
+Objects are given in ``map`` (the frame the fusion state lives in): ``x``, ``y`` (m), ``yaw``
+(rad), ``length`` / ``width`` (m), ``vx`` / ``vy`` (m/s), ``stamp`` (s, when the track had this
+state). The fusion core calls :func:`transport_history` once per frame, before it integrates
+the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ObjectMotion:
+    """A tracked object's box and velocity on the ground plane of ``map`` at ``stamp``.
+
+    Metres, radians, m/s, seconds (see the module docstring)."""
+
+    x: float
+    y: float
+    yaw: float
+    length: float
+    width: float
+    vx: float
+    vy: float
+    stamp: float
+
+    @property
+    def speed(self) -> float:
+        """|v| (m/s)."""
+        return math.hypot(self.vx, self.vy)
+
+    @property
+    def finite(self) -> bool:
+        """Every field is a finite number and the extent is positive."""
+        vals = (self.x, self.y, self.yaw, self.length, self.width, self.vx, self.vy, self.stamp)
+        return all(math.isfinite(float(v)) for v in vals) and self.length > 0 and self.width > 0
+
+    def centre_at(self, t: float) -> tuple[float, float]:
+        """Box centre (m, map) at time ``t`` (s), constant-velocity extrapolation."""
+        dt = t - self.stamp
+        return self.x + self.vx * dt, self.y + self.vy * dt
+
+    @classmethod
+    def from_object(cls, obj: Any, stamp: float) -> ObjectMotion:
+        """From anything with ``x, y, yaw, length, width, vx, vy`` in ``map`` (e.g.
+        ``lss_bev_ros.objects.Object3D`` of a tracker run with poses) at ``stamp`` (s)."""
+        return cls(float(obj.x), float(obj.y), float(obj.yaw), float(obj.length),
+                   float(obj.width), float(obj.vx), float(obj.vy), float(stamp))
+
+
+TrackSet = tuple[float, list[ObjectMotion]]  # (stamp s, objects in map)
+
+
+def track_set_for(sets: Iterable[TrackSet], stamp: float, max_age_s: float) -> TrackSet | None:
+    """The track set for a grid at ``stamp`` (s): the newest of ``sets`` stamped strictly
+    before it and at most ``max_age_s`` older, or None. The objects stage publishes the tracks
+    of a grid only after reading it, so this is the set the tracker had one frame earlier,
+    whatever the arrival order: live (fusion_node) and offline (``lss-bev-bag eval``) alike."""
+    best: TrackSet | None = None
+    for s_stamp, objs in sets:
+        if s_stamp < stamp and stamp - s_stamp <= max_age_s and (
+                best is None or s_stamp > best[0]):
+            best = (s_stamp, objs)
+    return best
+
+
+def moving_objects(objects: Iterable[ObjectMotion], min_speed_mps: float) -> list[ObjectMotion]:
+    """The finite objects moving at ``>= min_speed_mps`` (m/s)."""
+    return [o for o in objects if o.finite and o.speed >= min_speed_mps]
+
+
+def _box_cells(cx: float, cy: float, yaw: float, half_l: float, half_w: float,
+               origin: tuple[int, int], res: float, shape: tuple[int, int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Window cell indices (``i``, ``j``: N each) whose centres lie in the box (map metres;
+    window cell (0, 0) is map cell ``origin``)."""
+    r = math.hypot(half_l, half_w)
+    i0 = max(math.floor((cx - r) / res) - origin[0], 0)
+    i1 = min(math.ceil((cx + r) / res) - origin[0] + 1, shape[0])
+    j0 = max(math.floor((cy - r) / res) - origin[1], 0)
+    j1 = min(math.ceil((cy + r) / res) - origin[1] + 1, shape[1])
+    if i0 >= i1 or j0 >= j1:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    ii, jj = np.meshgrid(np.arange(i0, i1), np.arange(j0, j1), indexing="ij")
+    dx = (ii + origin[0] + 0.5) * res - cx
+    dy = (jj + origin[1] + 0.5) * res - cy
+    c, s = math.cos(yaw), math.sin(yaw)
+    along, across = c * dx + s * dy, -s * dx + c * dy
+    inside = (np.abs(along) <= half_l) & (np.abs(across) <= half_w)
+    return ii[inside], jj[inside]
+
+
+def transport_history(logodds: np.ndarray, origin: tuple[int, int], res: float,
+                      objects: Sequence[ObjectMotion], t0: float, t1: float,
+                      margin_m: float) -> int:
+    """Move the history of each object from its box at ``t0`` to its box at ``t1`` (in place).
+
+    Args:
+        logodds: W x W fused log-odds window indexed [map x, map y] (modified).
+        origin: map cell index of window cell (0, 0).
+        res: cell size (m).
+        objects: moving objects in ``map`` (:func:`moving_objects`).
+        t0, t1: previous fused stamp and current stamp (s).
+        margin_m: the boxes are enlarged by this on every side (m).
+
+    Returns:
+        The number of objects whose boxes touched the window.
+    """
+    if not objects or t1 <= t0:
+        return 0
+    src = logodds.copy()  # every object reads the history before any was moved
+    shape = (int(logodds.shape[0]), int(logodds.shape[1]))
+    moved: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    touched = 0
+    for o in objects:
+        hl, hw = 0.5 * o.length + margin_m, 0.5 * o.width + margin_m
+        x0, y0 = o.centre_at(t0)
+        x1, y1 = o.centre_at(t1)
+        oi, oj = _box_cells(x0, y0, o.yaw, hl, hw, origin, res, shape)
+        ni, nj = _box_cells(x1, y1, o.yaw, hl, hw, origin, res, shape)
+        if oi.size == 0 and ni.size == 0:
+            continue
+        touched += 1
+        logodds[oi, oj] = 0.0  # the box left these cells: unknown until measured again
+        di, dj = round((x1 - x0) / res), round((y1 - y0) / res)
+        si, sj = ni - di, nj - dj
+        ok = (si >= 0) & (si < shape[0]) & (sj >= 0) & (sj < shape[1])
+        vals = np.zeros(ni.shape, dtype=logodds.dtype)
+        vals[ok] = src[si[ok], sj[ok]]
+        moved.append((ni, nj, vals))
+    for ni, nj, vals in moved:  # after all clearing: overlapping boxes keep the moved values
+        logodds[ni, nj] = vals
+    return touched
