@@ -49,6 +49,7 @@ from lss_bev_ros.conversions import (
     probability_to_occupancy,
 )
 from lss_bev_ros.diagnostics import DiagnosticsSink
+from lss_bev_ros.lss.config import MODEL_CONFIGS as NAMED_CONFIGS
 from lss_bev_ros.lss.config import LSSConfig
 from lss_bev_ros.static_transforms import RigidTransform, StaticTransformTree
 from lss_bev_ros.sync import StampSynchronizer, SyncedSet
@@ -159,8 +160,10 @@ def extrinsics_differ(cam: CameraCalibration, tf: RigidTransform,
     return (d_t > tol or d_r > tol), d_r, d_t
 
 
-MODEL_CONFIGS = {"small": LSSConfig.small, "default": LSSConfig.default}
-"""Named configs of an untrained model (``model_config`` parameter)."""
+MODEL_CONFIGS = {**NAMED_CONFIGS, "default": LSSConfig.default}
+"""Named configs of an untrained model (``model_config`` parameter): the
+:data:`lss_bev_ros.lss.config.MODEL_CONFIGS` registry, plus ``default`` (= ``full``, its older
+name)."""
 
 
 def load_bev_model(weights: str | Path | None, model_config: str = "small",

@@ -26,6 +26,7 @@ cell 0; everything else outside ``[lo, hi)`` is dropped. Both pooling paths shar
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -310,3 +311,13 @@ class LSSConfig:
         if "image" in kw:
             kw["image"] = ImageConfig.from_dict(kw["image"])
         return cls(**kw)
+
+
+#: Named configs (one registry: training, ``bench/``, ``bev_node``'s ``model_config``).
+#: ``small_cpu``: made for CPUs (the committed ``models/lss_small_cpu_synth.pt``); ``small``:
+#: the older ``models/lss_small_synth.pt``; ``full``: reference Lift-Splat-Shoot.
+MODEL_CONFIGS: dict[str, Callable[[], LSSConfig]] = {
+    "small": LSSConfig.small,
+    "small_cpu": LSSConfig.small_cpu,
+    "full": LSSConfig.default,
+}

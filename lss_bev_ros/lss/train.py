@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lss_bev_ros.eval.metrics import Confusion, RunningMetrics
 from lss_bev_ros.lss.checkpoint import load_checkpoint, save_checkpoint
-from lss_bev_ros.lss.config import ImageConfig, LSSConfig
+from lss_bev_ros.lss.config import MODEL_CONFIGS, ImageConfig, LSSConfig
 from lss_bev_ros.lss.model import LiftSplatShoot
 from lss_bev_ros.lss.pooling import cumsum_pool
 
@@ -81,11 +81,6 @@ def _image_kwargs(img: ImageConfig) -> dict[str, Any]:
 
 
 #: `--config` choice -> LSSConfig factory (`small_cpu`: slim BEV encoder, ~6x fewer FLOPs).
-MODEL_CONFIGS: dict[str, Callable[[], LSSConfig]] = {
-    "small": LSSConfig.small,
-    "small_cpu": LSSConfig.small_cpu,
-    "full": LSSConfig.default,
-}
 
 
 def model_config(name: str) -> LSSConfig:

@@ -59,10 +59,12 @@ def test_live_tracked_objects_equal_offline_objects_per_stamp(
     weights, thr = lss_weights
     runner = ReplayEvaluator(synth_bag, EvalOptions(
         weights=weights, threshold=thr, progress=False, n_sample_images=0, torch_threads=1,
-        objects=True, fusion=False, write_report=False, reference="gt_boxes"))
+        objects=True, fusion=True, write_report=False, reference="gt_boxes"))
     runner.run()
     offline = {round(st, 6): f for st, f in runner.objects.run.frames}
     assert len(offline) >= 4 and any(f.tracked for f in offline.values())
+    # the fused grid got the previous frame's tracks, as fusion_node takes /objects/tracked
+    assert runner.fusion.stats.objects_moved > 0, runner.fusion.stats
 
     pipe = pipeline.start(_params(tmp_path / "p.yaml", synth_bag, weights, thr))
     msgs = replay_and_collect(ros_context, pipe, synth_bag, TOPICS, TrackedObjects,
