@@ -4,12 +4,14 @@ real DDS: grids + /odom in, /bev/occupancy_fused and /diagnostics out."""
 from __future__ import annotations
 
 import array
+import contextlib
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,31 @@ class _Io:
         return next((g for g in self.fused if g.header.stamp == want), None)
 
 
+@contextlib.contextmanager
+def _fusion_node(tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """fusion_node in its own process (pose_wait_s 2 s); SIGINT at the end, then its log must
+    hold no traceback."""
+    params = tmp_path / "fusion.yaml"
+    params.write_text(yaml.safe_dump({"fusion_node": {"ros__parameters": {
+        "pose_wait_s": 2.0}}}))
+    with open(tmp_path / "fusion_node.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lss_bev_ros.pipeline", "--params-file", str(params),
+             "--nodes", "fusion_node"],
+            cwd=str(REPO), env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    text = (tmp_path / "fusion_node.log").read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
 def _obstacle_cells(g: OccupancyGrid, ego_x: float) -> np.ndarray:
     prob, known = occupancy_to_probability(g.data, g.info.width, g.info.height)
     ix, iy, _ = GRID.cell_of(np.array([OBSTACLE_MAP_X - ego_x]), np.array([0.0]))
@@ -93,45 +120,29 @@ def _obstacle_cells(g: OccupancyGrid, ego_x: float) -> np.ndarray:
 
 
 def test_fusion_node_fuses_across_a_missed_frame_and_counts_a_bad_pose(ros_context, tmp_path):
-    params = tmp_path / "fusion.yaml"
-    params.write_text(yaml.safe_dump({"fusion_node": {"ros__parameters": {
-        "pose_wait_s": 2.0}}}))
-    log = open(tmp_path / "fusion_node.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lss_bev_ros.pipeline", "--params-file", str(params),
-         "--nodes", "fusion_node"],
-        cwd=str(REPO), env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    io = _Io(ros_context)
-    try:
-        assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
-                             and io.pub_odom.get_subscription_count() > 0, 60.0), \
-            "fusion_node never subscribed"
-        io.spin_until(lambda: False, 0.5)  # let the reliable readers match
-        stamps = [100.0 + 0.1 * k for k in range(6)]
-        for k, t in enumerate(stamps):
-            ego_x = 1.0 * k  # 10 m/s
-            io.pub_odom.publish(_odom(t, ego_x))
-            io.pub_grid.publish(_grid(t, ego_x, seen=(k != 4)))  # frame 4: the block is missed
-            assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 20.0), \
-                f"no fused grid for {t}; diag {io.diag}"
-        # a non-finite pose: single-frame grid out, counted
-        t_bad = 100.6
-        io.pub_odom.publish(_odom(t_bad, math.nan))
-        io.pub_grid.publish(_grid(t_bad, 6.0, seen=False))
-        assert io.spin_until(lambda: io.fused_at(t_bad) is not None, 20.0)
-        assert io.spin_until(lambda: io.diag.get("bad_pose") == "1", 10.0), io.diag
-        assert proc.poll() is None, "fusion_node died"
-    finally:
-        proc.send_signal(signal.SIGINT)
+    with _fusion_node(tmp_path) as proc:
+        io = _Io(ros_context)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        io.node.destroy_node()
-    text = (tmp_path / "fusion_node.log").read_text()
-    assert "Traceback" not in text, text[-3000:]
+            assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
+                                 and io.pub_odom.get_subscription_count() > 0, 60.0), \
+                "fusion_node never subscribed"
+            io.spin_until(lambda: False, 0.5)  # let the reliable readers match
+            stamps = [100.0 + 0.1 * k for k in range(6)]
+            for k, t in enumerate(stamps):
+                ego_x = 1.0 * k  # 10 m/s
+                io.pub_odom.publish(_odom(t, ego_x))
+                io.pub_grid.publish(_grid(t, ego_x, seen=(k != 4)))  # frame 4: the block is missed
+                assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 20.0), \
+                    f"no fused grid for {t}; diag {io.diag}"
+            # a non-finite pose: single-frame grid out, counted
+            t_bad = 100.6
+            io.pub_odom.publish(_odom(t_bad, math.nan))
+            io.pub_grid.publish(_grid(t_bad, 6.0, seen=False))
+            assert io.spin_until(lambda: io.fused_at(t_bad) is not None, 20.0)
+            assert io.spin_until(lambda: io.diag.get("bad_pose") == "1", 10.0), io.diag
+            assert proc.poll() is None, "fusion_node died"
+        finally:
+            io.node.destroy_node()
 
     for t in stamps:
         g = io.fused_at(t)
@@ -205,53 +216,37 @@ def test_fusion_node_moves_a_tracked_cars_history_and_refuses_base_link_tracks(r
     from lss_bev_ros.msg import TrackedObjects
     from lss_bev_ros.objects import Object3D
 
-    params = tmp_path / "fusion.yaml"
-    params.write_text(yaml.safe_dump({"fusion_node": {"ros__parameters": {
-        "pose_wait_s": 2.0}}}))
-    log = open(tmp_path / "fusion_node.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lss_bev_ros.pipeline", "--params-file", str(params),
-         "--nodes", "fusion_node"],
-        cwd=str(REPO), env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
-    io = _Io(ros_context)
-    pub_tracks = io.node.create_publisher(TrackedObjects, "/objects/tracked", 10)
-    prefix = new_uuid_prefix()
+    with _fusion_node(tmp_path) as proc:
+        io = _Io(ros_context)
+        pub_tracks = io.node.create_publisher(TrackedObjects, "/objects/tracked", 10)
+        prefix = new_uuid_prefix()
 
-    def car_x(k: int) -> float:
-        return 5.0 + 5.0 * k  # 10 m/s at 2 Hz: 5 m a frame, more than its length
+        def car_x(k: int) -> float:
+            return 5.0 + 5.0 * k  # 10 m/s at 2 Hz: 5 m a frame, more than its length
 
-    def tracks(t: float, x: float, frame: str) -> TrackedObjects:
-        car = Object3D(x, 5.0, 0.8, 4.5, 2.0, 1.6, 0.0, True, "car", 0.9, 0.9, vx=10.0,
-                       vy=0.0, track_id=1)
-        return tracked_objects_msg([car], _stamp(t), frame, prefix)
+        def tracks(t: float, x: float, frame: str) -> TrackedObjects:
+            car = Object3D(x, 5.0, 0.8, 4.5, 2.0, 1.6, 0.0, True, "car", 0.9, 0.9, vx=10.0,
+                           vy=0.0, track_id=1)
+            return tracked_objects_msg([car], _stamp(t), frame, prefix)
 
-    try:
-        assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
-                             and pub_tracks.get_subscription_count() > 0, 60.0), \
-            "fusion_node never subscribed"
-        io.spin_until(lambda: False, 0.5)
-        stamps = [200.0 + 0.5 * k for k in range(4)]
-        for k, t in enumerate(stamps):
-            io.pub_odom.publish(_odom(t, 0.0))
-            io.pub_grid.publish(_car_grid(t, car_x(k), 0.95 if k < 3 else 0.4))  # 3: weak
-            assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 20.0), io.diag
-            pub_tracks.publish(tracks(t, car_x(k), "map"))  # after the grid, as live
-            assert io.spin_until(lambda k=k: io.diag.get("track_sets") == str(k + 1), 10.0)
-        pub_tracks.publish(tracks(stamps[-1] + 0.1, 0.0, "base_link"))
-        assert io.spin_until(lambda: io.diag.get("objects_frame_mismatch") == "1", 10.0), \
-            io.diag
-        assert proc.poll() is None, "fusion_node died"
-    finally:
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        io.node.destroy_node()
-    text = (tmp_path / "fusion_node.log").read_text()
-    assert "Traceback" not in text, text[-3000:]
+            assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
+                                 and pub_tracks.get_subscription_count() > 0, 60.0), \
+                "fusion_node never subscribed"
+            io.spin_until(lambda: False, 0.5)
+            stamps = [200.0 + 0.5 * k for k in range(4)]
+            for k, t in enumerate(stamps):
+                io.pub_odom.publish(_odom(t, 0.0))
+                io.pub_grid.publish(_car_grid(t, car_x(k), 0.95 if k < 3 else 0.4))  # 3: weak
+                assert io.spin_until(lambda t=t: io.fused_at(t) is not None, 20.0), io.diag
+                pub_tracks.publish(tracks(t, car_x(k), "map"))  # after the grid, as live
+                assert io.spin_until(lambda k=k: io.diag.get("track_sets") == str(k + 1), 10.0)
+            pub_tracks.publish(tracks(stamps[-1] + 0.1, 0.0, "base_link"))
+            assert io.spin_until(lambda: io.diag.get("objects_frame_mismatch") == "1", 10.0), \
+                io.diag
+            assert proc.poll() is None, "fusion_node died"
+        finally:
+            io.node.destroy_node()
     assert int(io.diag["objects_moved"]) == 3, io.diag  # frames 1..3 got the previous tracks
     g = io.fused_at(stamps[3])
     prob, _ = occupancy_to_probability(g.data, GRID.nx, GRID.ny)
