@@ -50,6 +50,7 @@ from lss_bev_ros.eval.reference import (
     ReferenceKind,
     boxes_from_markers,
     build_reference,
+    lidar_visibility,
     transform_points,
 )
 from rosbag_tools.bagio import (
@@ -153,11 +154,12 @@ class FrameRecord:
     latency_ms: float  # wall time decode -> grid of this frame
     missing: str = ""  # cameras masked in this frame
     stage_ms: dict[str, float] = field(default_factory=dict)
+    observed_fraction: float = 1.0  # share of the grid's cells scored, 0..1
 
     def row(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("index", "stamp", "reference_stamp", "iou",
                                              "precision", "recall", "tp", "fp", "fn", "tn",
-                                             "latency_ms", "missing")}
+                                             "observed_fraction", "latency_ms", "missing")}
         out.update({f"ms_{k}": v for k, v in self.stage_ms.items()})
         return out
 
@@ -172,6 +174,7 @@ class BevSample:
     reference: np.ndarray | None
     iou: float
     images: dict[str, np.ndarray] | None = None
+    observed: np.ndarray | None = None  # X x Y bool, cells the reference scores (None: all)
 
 
 @dataclass
@@ -194,9 +197,9 @@ class EvalReport:
 
 
 FrameHook = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray, "np.ndarray | None",
-                      FrameResult], None]
+                      FrameResult, "np.ndarray | None"], None]
 """Called per evaluated frame: (camera images, probability X x Y, known X x Y, reference X x Y
-or None, metrics) - the video writer uses it."""
+or None, metrics, observed X x Y or None: cells scored) - the video writer uses it."""
 
 
 def load_model(opts: EvalOptions) -> tuple[Any, Any]:
@@ -396,16 +399,19 @@ class ReplayEvaluator:
                         reference_stamp=res.reference_stamp, iou=res.iou,
                         precision=res.precision, recall=res.recall, tp=res.confusion.tp,
                         fp=res.confusion.fp, fn=res.confusion.fn, tn=res.confusion.tn,
-                        latency_ms=lat, missing=missing, stage_ms=stages))
+                        latency_ms=lat, missing=missing, stage_ms=stages,
+                        observed_fraction=res.observed_fraction))
                     if out is None:
                         continue
-                    ref = self._reference_for(res.reference_stamp, refs, kind, grid, filt,
-                                              prefixes)
+                    ref, observed = self._reference_for(res.reference_stamp, refs, kind, grid,
+                                                        filt, prefixes, origin)
+                    if opts.region == "visible":  # unseen cells are not scored either
+                        observed = out[1] if observed is None else observed & out[1]
                     if idx in sample_at:
                         self.samples.append(BevSample(res.stamp, out[0], out[1], ref, res.iou,
-                                                      images))
+                                                      images, observed))
                     if self.on_frame is not None:
-                        self.on_frame(images or {}, out[0], out[1], ref, res)
+                        self.on_frame(images or {}, out[0], out[1], ref, res, observed)
 
             def on_frame(frame: BevFrame, images: dict[str, np.ndarray] | None) -> None:
                 # the grid as eval_node reads it from the OccupancyGrid bev_node publishes
@@ -591,10 +597,13 @@ class ReplayEvaluator:
 
     @staticmethod
     def _reference_for(stamp: float, refs: OrderedDict, kind: ReferenceKind, grid: GridSpec,
-                       filt: LidarFilter, prefixes) -> np.ndarray | None:
-        """Reference mask of a sampled frame, for the pictures (nearest inputs)."""
+                       filt: LidarFilter, prefixes, origin: Any = None
+                       ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(reference mask, observed mask or None: all cells scored) of a sampled frame, for
+        the pictures (nearest inputs); ``origin``: LiDAR origin in the grid frame (m), for
+        ``lidar_visibility``."""
         if not refs:
-            return None
+            return None, None
 
         def nearest(key: str) -> Any:
             cands = [(abs(s - stamp), v[key]) for s, v in refs.items() if key in v]
@@ -603,10 +612,12 @@ class ReplayEvaluator:
         pts = nearest("points") if kind.needs_lidar else None
         boxes: list[Box] | None = nearest("boxes") if kind.needs_boxes else None
         try:
+            if kind == ReferenceKind.LIDAR_VISIBILITY and pts is not None and origin is not None:
+                return lidar_visibility(pts, grid, origin, filt)
             return build_reference(kind, grid, points_base=pts, boxes=boxes, filt=filt,
-                                   prefixes=prefixes)
+                                   prefixes=prefixes), None
         except ValueError:
-            return None
+            return None, None
 
     # ------------------------------------------------------------------------------ report
     def _fused_summary(self) -> dict[str, Any]:
@@ -697,7 +708,8 @@ def evaluate_bag(bag: str | Path, out_dir: str | Path | None, opts: EvalOptions 
     if opts.video is not None:
         from rosbag_tools.report import VideoWriter
 
-        video = VideoWriter(Path(opts.video), fps=opts.video_fps or None, threshold=opts.threshold)
+        video = VideoWriter(Path(opts.video), fps=opts.video_fps or None, threshold=opts.threshold,
+                            reference=opts.reference)
     runner = ReplayEvaluator(bag, opts, on_frame=video.add if video is not None else None,
                              model=model)
     ok = False
