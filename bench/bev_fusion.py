@@ -363,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-step-logodds", type=float, default=None)
     ap.add_argument("--history-band-logodds", type=float, default=None)
     ap.add_argument("--decay-time-s", type=float, default=None)
+    ap.add_argument("--object-margin-m", type=float, default=None)
+    ap.add_argument("--object-min-speed-mps", type=float, default=None)
     args = ap.parse_args(argv)
     import torch
 
@@ -375,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     over = {k: v for k, v in (("max_logodds", args.max_logodds),
                               ("max_step_logodds", args.max_step_logodds),
                               ("history_band_logodds", args.history_band_logodds),
-                              ("decay_time_s", args.decay_time_s)) if v is not None}
+                              ("decay_time_s", args.decay_time_s),
+                              ("object_margin_m", args.object_margin_m),
+                              ("object_min_speed_mps", args.object_min_speed_mps))
+            if v is not None}
     cfg = replace(FusionConfig(), **over)
     print(f"FusionConfig: {cfg}")
     for rate_hz, n in ((2.0, args.frames_2hz), (10.0, args.frames_10hz)):
