@@ -545,7 +545,13 @@ def _run_on_ray(tasks: list[BagTask], todo: list[int], entries: list[ModelEntry]
     if not ray.is_initialized():
         kw: dict[str, Any] = {"log_to_driver": False, "runtime_env": run.runtime_env}
         if run.address:  # an existing cluster (ray:// = Ray Client): its resources as they are
-            ray.init(address=run.address, **kw)
+            try:
+                ray.init(address=run.address, **kw)
+            except (ConnectionError, RuntimeError) as exc:
+                raise BagToolError(
+                    f"cannot connect to the Ray cluster at {run.address}: {exc} (a cluster with "
+                    "token authentication needs RAY_AUTH_MODE=token and its token, e.g. in "
+                    "~/.ray/auth_token, here too; see docs/EVAL_MANY.md)") from exc
         else:
             n = run.workers or (os.cpu_count() or 1)
             ray.init(num_cpus=max(1, math.ceil(n * run.cpus_per_worker)),
