@@ -98,7 +98,7 @@ def _offline(bag: Path, weights: Path, thr: float, time_jump_s: float):
 
     grids: list[tuple[float, np.ndarray]] = []
 
-    def hook(images, prob, known, ref, res) -> None:
+    def hook(images, prob, known, ref, res, observed) -> None:
         grids.append((res.stamp, probability_to_occupancy(prob, known)))
 
     opts = EvalOptions(weights=weights, threshold=thr, reference="gt_boxes", progress=False,
