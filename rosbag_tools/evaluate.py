@@ -258,7 +258,7 @@ class ReplayEvaluator:
         self.fused_evaluator: BevEvaluator | None = None  # the fused grid, same reference
         self.fusion: Any = None  # lss_bev_ros.fusion.GridFusion when opts.fusion and /odom
         self.objects: Any = None  # rosbag_tools.objects_eval.OfflineObjects with opts.objects
-        self._track_sets: list[Any] = []  # fusion.TrackSet of the objects stage, newest last
+        self._track_sets: Any = None  # fusion.TrackSetBuffer (fusion_node's defaults) with fusion
 
     # ------------------------------------------------------------------------------- helpers
     def _error(self, key: str, msg: str) -> None:
@@ -501,19 +501,15 @@ class ReplayEvaluator:
         takes /objects/tracked; a looped bag restarts the list)."""
         if self.fusion is None or not self.opts.fusion_objects or frame.tracked_frame != "map":
             return
-        from lss_bev_ros.fusion import ObjectMotion
+        from lss_bev_ros.fusion import ObjectMotion, TrackSetBuffer
 
-        if self._track_sets and stamp < self._track_sets[-1][0]:
-            self._track_sets.clear()
-        objs = [ObjectMotion.from_object(t, stamp) for t in frame.tracked]
-        self._track_sets = [*self._track_sets[-7:], (stamp, [o for o in objs if o.finite])]
+        if self._track_sets is None:
+            self._track_sets = TrackSetBuffer()
+        self._track_sets.add(stamp, [ObjectMotion.from_object(t, stamp) for t in frame.tracked])
 
     def _fusion_objects(self, stamp: float) -> list[Any]:
-        """fusion_node's rule: the newest track set strictly before ``stamp``, at most 1 s old
-        (its ``max_track_age_s`` default)."""
-        from lss_bev_ros.fusion import track_set_for
-
-        best = track_set_for(self._track_sets, stamp, 1.0)
+        """fusion_node's rule (:class:`lss_bev_ros.fusion.TrackSetBuffer`, its defaults)."""
+        best = None if self._track_sets is None else self._track_sets.for_stamp(stamp)
         return [] if best is None else best[1]
 
     def _read_poses(self, reader: Any) -> Any:

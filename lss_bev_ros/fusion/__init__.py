@@ -15,6 +15,7 @@ from lss_bev_ros.fusion.grid_fusion import (
 from lss_bev_ros.fusion.object_motion import (
     ObjectMotion,
     TrackSet,
+    TrackSetBuffer,
     moving_objects,
     track_set_for,
     transport_history,
@@ -33,6 +34,7 @@ __all__ = [
     "PoseLike",
     "PoseLookup",
     "TrackSet",
+    "TrackSetBuffer",
     "angle_diff",
     "moving_objects",
     "pose_is_finite",

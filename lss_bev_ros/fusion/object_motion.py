@@ -23,6 +23,7 @@ the frame.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,33 @@ def track_set_for(sets: Iterable[TrackSet], stamp: float, max_age_s: float) -> T
                 best is None or s_stamp > best[0]):
             best = (s_stamp, objs)
     return best
+
+
+class TrackSetBuffer:
+    """The newest track sets, as fusion_node and ``lss-bev-bag eval`` keep them (one place for
+    the rule): :meth:`add` per objects frame, :meth:`for_stamp` per grid (:func:`track_set_for`).
+    A set older than the newest by more than ``reorder_s`` (a looped bag) clears the buffer."""
+
+    def __init__(self, max_age_s: float = 1.0, reorder_s: float = 1.0, capacity: int = 8) -> None:
+        self.max_age_s = float(max_age_s)  # s
+        self.reorder_s = float(reorder_s)  # s
+        self._sets: deque[TrackSet] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+    def clear(self) -> None:
+        self._sets.clear()
+
+    def add(self, stamp: float, objects: Iterable[ObjectMotion]) -> None:
+        """Keep one set (its finite objects) stamped ``stamp`` (s)."""
+        if self._sets and stamp < self._sets[-1][0] - self.reorder_s:
+            self._sets.clear()  # looped bag: forget the old timeline
+        self._sets.append((float(stamp), [o for o in objects if o.finite]))
+
+    def for_stamp(self, stamp: float) -> TrackSet | None:
+        """:func:`track_set_for` over the kept sets with ``max_age_s``."""
+        return track_set_for(self._sets, stamp, self.max_age_s)
 
 
 def moving_objects(objects: Iterable[ObjectMotion], min_speed_mps: float) -> list[ObjectMotion]:

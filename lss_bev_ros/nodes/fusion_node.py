@@ -28,7 +28,6 @@ import array
 import math
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from nav_msgs.msg import OccupancyGrid, Odometry
@@ -42,7 +41,7 @@ from lss_bev_ros.fusion import (
     ObjectMotion,
     Pose2D,
     PoseBuffer,
-    track_set_for,
+    TrackSetBuffer,
 )
 from lss_bev_ros.msg import TrackedObjects
 from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, stamp_to_sec
@@ -139,7 +138,7 @@ class FusionNode(PerceptionNode):
         self._grid: GridSpec | None = None
         self.poses = PoseBuffer()
         self._pending: tuple[OccupancyGrid, float] | None = None  # (grid, monotonic arrival)
-        self._tracks: deque[tuple[float, list[ObjectMotion]]] = deque(maxlen=8)  # (stamp, map)
+        self._tracks = TrackSetBuffer()  # track sets in map (max_track_age_s, max_reorder_s)
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure_impl(self) -> None:
@@ -245,21 +244,21 @@ class FusionNode(PerceptionNode):
             d = object_from_tracked_msg(m)
             o = ObjectMotion(d["x"], d["y"], d["yaw"], d["length"], d["width"], d["vx"],
                              d["vy"], stamp)
-            if o.finite and math.isfinite(stamp):
+            if o.finite:
                 objs.append(o)
             else:
                 self.diag.error("bad_objects", f"track {int(m.id)}: non-finite state or "
                                 "empty box: ignored")
         with self._lock:
-            if self._tracks and stamp < self._tracks[-1][0] - float(self.p("max_reorder_s")):
-                self._tracks.clear()  # looped bag: forget the old timeline
-            self._tracks.append((stamp, objs))
+            self._tracks.reorder_s = float(self.p("max_reorder_s"))
+            self._tracks.add(stamp, objs)
 
     def _objects_for(self, stamp: float) -> list[ObjectMotion]:
         """Track set for a grid at ``stamp`` (call under the lock)."""
-        if not self._tracks:
+        if not len(self._tracks):
             return []
-        best = track_set_for(self._tracks, stamp, float(self.p("max_track_age_s")))
+        self._tracks.max_age_s = float(self.p("max_track_age_s"))
+        best = self._tracks.for_stamp(stamp)
         if best is None:
             self.diag.count("stale_objects")
             return []

@@ -96,3 +96,17 @@ def test_transport_history_moves_box_values_and_clears_the_cells_left():
     assert np.all(window[14:18, 20:22] == 2.0)  # moved by 2 m = 4 cells
     assert np.all(window[10:14, 20:22] == 0.0)  # left: unknown
     assert window[30, 30] == -1.5
+
+
+def test_track_set_buffer_gives_the_set_before_the_grid_and_forgets_a_looped_timeline():
+    from lss_bev_ros.fusion import TrackSetBuffer
+
+    buf = TrackSetBuffer(max_age_s=1.0, reorder_s=1.0)
+    car = _track(0)[0]
+    for t in (10.0, 10.5, 11.0):
+        buf.add(t, [car])
+    best = buf.for_stamp(11.0)
+    assert best is not None and best[0] == 10.5  # strictly before the grid's stamp
+    assert buf.for_stamp(13.0) is None  # the newest is older than max_age_s
+    buf.add(2.0, [car])  # looped bag
+    assert len(buf) == 1 and buf.for_stamp(2.5) is not None
