@@ -35,7 +35,6 @@ from lss_bev_ros.bev_pipeline import (
 )
 from lss_bev_ros.calibration import CalibrationError, RigCalibration, load_rig_yaml
 from lss_bev_ros.conversions import (
-    GridSpec,
     PointCloudError,
     occupancy_to_probability,
     pointcloud2_to_array,
@@ -45,12 +44,9 @@ from lss_bev_ros.diagnostics import CountingDiagnostics
 from lss_bev_ros.eval.evaluator import REGIONS, BevEvaluator, FrameResult
 from lss_bev_ros.eval.metrics import LatencyStats
 from lss_bev_ros.eval.reference import (
-    Box,
     LidarFilter,
     ReferenceKind,
     boxes_from_markers,
-    build_reference,
-    lidar_visibility,
     transform_points,
 )
 from rosbag_tools.bagio import (
@@ -385,7 +381,6 @@ class ReplayEvaluator:
                     lidar_filter=filt, prefixes=prefixes, sensor_origin=origin)
             sample_at = set(np.linspace(0, max(n_sets - 1, 0), max(opts.n_sample_images, 0))
                             .round().astype(int).tolist()) if opts.n_sample_images else set()
-            refs: OrderedDict[float, dict[str, Any]] = OrderedDict()  # for sample pictures
             pending: dict[float, tuple[int, float, dict, str, Any, dict | None]] = {}
             pbar = tqdm(total=n_sets, desc=f"eval {self.bag.name}", unit="frame",
                         disable=not opts.progress, leave=False)
@@ -403,8 +398,7 @@ class ReplayEvaluator:
                         observed_fraction=res.observed_fraction))
                     if out is None:
                         continue
-                    ref, observed = self._reference_for(res.reference_stamp, refs, kind, grid,
-                                                        filt, prefixes, origin)
+                    ref, observed = res.reference, res.observed  # what was scored
                     if opts.region == "visible":  # unseen cells are not scored either
                         observed = out[1] if observed is None else observed & out[1]
                     if idx in sample_at:
@@ -485,9 +479,9 @@ class ReplayEvaluator:
                             pipe.add_static_transform(tr.header.frame_id, tr.child_frame_id,
                                                       [q.w, q.x, q.y, q.z], [t.x, t.y, t.z])
                     elif topic == LIDAR_TOPIC:
-                        self._on_cloud(msg, ev, lidar_extr, refs, record)
+                        self._on_cloud(msg, ev, lidar_extr, record)
                     elif topic == GT_BOXES_TOPIC:
-                        self._on_boxes(msg, ev, refs, record)
+                        self._on_boxes(msg, ev, record)
             finally:
                 pbar.close()
             record(ev.flush())
@@ -542,12 +536,7 @@ class ReplayEvaluator:
         return out
 
     # -------------------------------------------------------------------------- references
-    def _remember(self, refs: OrderedDict, stamp: float, key: str, value: Any) -> None:
-        refs.setdefault(stamp, {})[key] = value
-        while len(refs) > 64:
-            refs.popitem(last=False)
-
-    def _on_cloud(self, msg, ev: BevEvaluator, extr, refs, record) -> None:
+    def _on_cloud(self, msg, ev: BevEvaluator, extr, record) -> None:
         try:
             pts, dropped = pointcloud2_to_array(msg, fields=("x", "y", "z"))
         except PointCloudError as exc:
@@ -564,13 +553,11 @@ class ReplayEvaluator:
             self._error("unknown_frame", f"point cloud in frame {frame!r}")
             return
         stamp = stamp_sec(msg.header)
-        if self.opts.n_sample_images or self.on_frame is not None:
-            self._remember(refs, stamp, "points", pts)
         record(ev.add_points(stamp, pts))
         if self.fused_evaluator is not None:
             self.fused_evaluator.add_points(stamp, pts)
 
-    def _on_boxes(self, msg, ev: BevEvaluator, refs, record) -> None:
+    def _on_boxes(self, msg, ev: BevEvaluator, record) -> None:
         try:
             boxes, frame = boxes_from_markers(msg)
         except ValueError as exc:
@@ -585,35 +572,9 @@ class ReplayEvaluator:
                         f"markers with {len(stamps)} different stamps")
             return
         stamp = stamps.pop()
-        if self.opts.n_sample_images or self.on_frame is not None:
-            self._remember(refs, stamp, "boxes", boxes)
         record(ev.add_boxes(stamp, boxes))
         if self.fused_evaluator is not None:
             self.fused_evaluator.add_boxes(stamp, boxes)
-
-    @staticmethod
-    def _reference_for(stamp: float, refs: OrderedDict, kind: ReferenceKind, grid: GridSpec,
-                       filt: LidarFilter, prefixes, origin: Any = None
-                       ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(reference mask, observed mask or None: all cells scored) of a sampled frame, for
-        the pictures (nearest inputs); ``origin``: LiDAR origin in the grid frame (m), for
-        ``lidar_visibility``."""
-        if not refs:
-            return None, None
-
-        def nearest(key: str) -> Any:
-            cands = [(abs(s - stamp), v[key]) for s, v in refs.items() if key in v]
-            return min(cands, key=lambda c: c[0])[1] if cands else None
-
-        pts = nearest("points") if kind.needs_lidar else None
-        boxes: list[Box] | None = nearest("boxes") if kind.needs_boxes else None
-        try:
-            if kind == ReferenceKind.LIDAR_VISIBILITY and pts is not None and origin is not None:
-                return lidar_visibility(pts, grid, origin, filt)
-            return build_reference(kind, grid, points_base=pts, boxes=boxes, filt=filt,
-                                   prefixes=prefixes), None
-        except ValueError:
-            return None, None
 
     # ------------------------------------------------------------------------------ report
     def _fused_summary(self) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class FrameResult:
     latency_p99_ms: float
     observed_fraction: float = 1.0  # share of the grid's cells scored in this frame, 0..1
     mean_observed_fraction: float = 1.0  # running mean of observed_fraction
+    reference: np.ndarray | None = field(default=None, repr=False)  # X x Y bool, the reference
+    observed: np.ndarray | None = field(default=None, repr=False)  # X x Y bool cells scored by
+    # the reference (lidar_visibility), None: all (the grid's own unknown cells not removed)
 
 
 @dataclass
@@ -348,4 +351,6 @@ class BevEvaluator:
             latency_p99_ms=self.latency.p99,
             observed_fraction=observed_fraction,
             mean_observed_fraction=self.mean_observed_fraction,
+            reference=ref,
+            observed=observed,
         )
