@@ -38,6 +38,9 @@ Bound = tuple[float, float, float]  # (lower m, upper m, step m)
 
 POOLING_MODES: tuple[str, ...] = ("precomputed", "cumsum")
 SUPPORTED_TRUNKS: tuple[str, ...] = ("efficientnet-b0",)
+#: Camera feature-map strides: 16 (reference: EfficientNet-B0 reduction_4) or 8 (one more
+#: :class:`lss.model.Up` that fuses reduction_3, twice the rows and columns of lifted features).
+SUPPORTED_DOWNSAMPLES: tuple[int, ...] = (16, 8)
 #: BEV encoder architectures (``lss.model.BEV_ENCODERS`` maps each name to its module):
 #: ``resnet18`` is the reference decoder (62.4 GFLOP at 200 x 200), ``slim`` the CPU one.
 BEV_ENCODER_NAMES: tuple[str, ...] = ("resnet18", "slim")
@@ -191,7 +194,8 @@ class LSSConfig:
 
     ``pooling``: ``"precomputed"`` (indices cached per calibration, per frame only gather +
     scatter-add; default for inference) or ``"cumsum"`` (reference sort + cumsum trick).
-    ``downsample`` is fixed at 16 by the EfficientNet-B0 reduction_4 endpoint.
+    ``downsample``: camera feature-map stride, 16 (EfficientNet-B0 reduction_4, the reference)
+    or 8 (reduction_4 upsampled once more and fused with reduction_3; see ``CamEncode``).
     ``bev_encoder``: ``"resnet18"`` (reference decoder, reference weights load) or ``"slim"``
     (:class:`lss.model.SlimBevEncode`, ~10x fewer FLOPs, same output grid).
     """
@@ -214,8 +218,11 @@ class LSSConfig:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if self.trunk not in SUPPORTED_TRUNKS:
             raise ValueError(f"trunk must be one of {SUPPORTED_TRUNKS}, got {self.trunk!r}")
-        if self.downsample != 16:
-            raise ValueError("downsample must be 16 (EfficientNet-B0 reduction_4 endpoint)")
+        if self.downsample not in SUPPORTED_DOWNSAMPLES:
+            raise ValueError(
+                f"downsample must be one of {SUPPORTED_DOWNSAMPLES} (EfficientNet-B0 reduction_4 "
+                f"or reduction_3 endpoint), got {self.downsample!r}"
+            )
         h, w = self.image.final_dim
         if h % self.downsample or w % self.downsample:
             raise ValueError(f"final_dim {self.image.final_dim} must be divisible by downsample")
@@ -262,14 +269,17 @@ class LSSConfig:
 
     @classmethod
     def small_cpu(cls, **overrides: Any) -> LSSConfig:
-        """:meth:`small` with the slim BEV encoder: made for CPU training and inference.
+        """:meth:`small` with the slim BEV encoder and a stride-8 camera feature map: for CPUs.
 
         Same cameras, 64 x 176 input, 21 depth bins and 0.5 m 200 x 200 grid as :meth:`small`;
         the BEV encoder (:class:`lss.model.SlimBevEncode`) costs ~6.5 instead of 62.4 GFLOP per
-        frame (``bench/lss_stages.py`` prints the count per stage). The camera encoder is the
-        small config's, so its weights are interchangeable; the BEV encoder's are not.
+        frame, and the camera features are 8 x 22 instead of 4 x 11 (``downsample`` 8: one more
+        ``Up`` fusing EfficientNet reduction_3; camera encoder 4.9 instead of 3.3 GFLOP), so a
+        feature column spans ~3 deg instead of ~6: 11.4 GFLOP per frame in all, 5.8x fewer
+        than :meth:`small` (``bench/lss_stages.py --flops-only``). Checkpoints store their
+        config, so a ``small_cpu`` file written with ``downsample`` 16 still loads as such.
         """
-        cfg = replace(cls.small(), bev_encoder="slim")
+        cfg = replace(cls.small(), bev_encoder="slim", downsample=8)
         return replace(cfg, **overrides) if overrides else cfg
 
     def replace(self, **changes: Any) -> LSSConfig:

@@ -30,8 +30,11 @@ from .config import LSSConfig
 from .geometry import create_frustum, frustum_to_ego
 from .pooling import FixedPooling, PrecomputedPooling, cumsum_pool
 
-#: EfficientNet-B0 channels at the 1/16 (reduction_4) and 1/32 (reduction_5) endpoints.
-_B0_RED4_CH, _B0_RED5_CH = 112, 320
+#: EfficientNet-B0 channels at the 1/8 (reduction_3), 1/16 (reduction_4) and 1/32 (reduction_5)
+#: endpoints.
+_B0_RED3_CH, _B0_RED4_CH, _B0_RED5_CH = 40, 112, 320
+#: Channels of the extra stride-8 fusion (``CamEncode.up2``), kept small: it runs at 4x the cells.
+_STRIDE8_CH = 128
 
 
 class Up(nn.Module):
@@ -81,39 +84,58 @@ def _build_efficientnet_b0() -> nn.Module:
 class CamEncode(nn.Module):
     """Image -> per-pixel depth distribution x context features ("lift").
 
-    ``forward``: ``BN x 3 x H x W`` normalised images -> ``BN x D x H/16 x W/16 x C`` features
-    (channels last, so the pooling can view it as ``points x C`` without a copy).
+    ``forward``: ``BN x 3 x H x W`` normalised images -> ``BN x D x H/s x W/s x C`` features
+    (channels last, so the pooling can view it as ``points x C`` without a copy), ``s`` =
+    ``downsample``: 16 as the reference (reduction_5 up x2 ++ reduction_4 -> ``up1`` -> 512 ch),
+    or 8: ``up1``'s output up x2 ++ reduction_3 (40 ch) -> ``up2`` -> 128 ch (not in the
+    reference; twice the feature rows and columns for small inputs such as 64 x 176).
     """
 
-    def __init__(self, D: int, C: int, trunk: str = "efficientnet-b0") -> None:
+    def __init__(
+        self, D: int, C: int, trunk: str = "efficientnet-b0", downsample: int = 16
+    ) -> None:
         super().__init__()
         if trunk != "efficientnet-b0":
             raise ValueError(f"unsupported trunk {trunk!r}")
+        if downsample not in (8, 16):
+            raise ValueError(f"downsample must be 8 or 16, got {downsample!r}")
         self.D = D
         self.C = C
+        self.downsample = downsample
         self.trunk = _build_efficientnet_b0()
         self.up1 = Up(_B0_RED5_CH + _B0_RED4_CH, 512)
-        self.depthnet = nn.Conv2d(512, D + C, kernel_size=1, padding=0)
-        # Index of the last block at 1/16 resolution (reduction_4), found from the strides: the
-        # reference collects it dynamically by comparing feature-map sizes, same result.
+        head_in = 512
+        if downsample == 8:
+            self.up2 = Up(512 + _B0_RED3_CH, _STRIDE8_CH)
+            head_in = _STRIDE8_CH
+        self.depthnet = nn.Conv2d(head_in, D + C, kernel_size=1, padding=0)
+        # Index of the last block at 1/16 (reduction_4) and 1/8 (reduction_3) resolution, found
+        # from the strides: the reference collects them by comparing feature-map sizes.
         strides = [max(b._depthwise_conv.stride) for b in self.trunk._blocks]
-        last_s2 = max(i for i, s in enumerate(strides) if s > 1)
-        self._red4_idx = last_s2 - 1
+        s2 = [i for i, s in enumerate(strides) if s > 1]
+        self._red4_idx = s2[-1] - 1
+        self._red3_idx = s2[-2] - 1
 
     def get_eff_depth(self, x: Tensor) -> Tensor:
-        """``BN x 3 x H x W`` -> ``BN x 512 x H/16 x W/16`` (reduction_5 up x2 ++ reduction_4)."""
+        """``BN x 3 x H x W`` -> ``BN x 512 x H/16 x W/16`` (reduction_5 up x2 ++ reduction_4),
+        or ``BN x 128 x H/8 x W/8`` with ``downsample`` 8 (that, up x2 ++ reduction_3)."""
         t = self.trunk
         x = t._swish(t._bn0(t._conv_stem(x)))
-        red4 = x
+        red3 = red4 = x
         n_blocks = len(t._blocks)
         for idx, block in enumerate(t._blocks):
             rate = t._global_params.drop_connect_rate
             if rate:
                 rate *= float(idx) / n_blocks
             x = block(x, drop_connect_rate=rate)
-            if idx == self._red4_idx:
+            if idx == self._red3_idx:
+                red3 = x
+            elif idx == self._red4_idx:
                 red4 = x
-        return self.up1(x, red4)
+        x = self.up1(x, red4)
+        if self.downsample == 8:
+            x = self.up2(x, red3)
+        return x
 
     def get_depth_feat(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Returns (depth ``BN x D x h x w`` softmax, features ``BN x D x h x w x C``)."""
@@ -236,7 +258,7 @@ class LiftSplatShoot(nn.Module):
         self.register_buffer(
             "frustum", create_frustum(g, cfg.image, cfg.downsample), persistent=False
         )
-        self.camencode = CamEncode(self.D, self.camC, cfg.trunk)
+        self.camencode = CamEncode(self.D, self.camC, cfg.trunk, cfg.downsample)
         self.bevencode = BEV_ENCODERS[cfg.bev_encoder](cfg.bev_channels, cfg.out_channels)
         self.pooler = PrecomputedPooling(g)
 

@@ -221,7 +221,11 @@ def _reference_eff_depth(enc: CamEncode, x: torch.Tensor) -> torch.Tensor:
             endpoints[f"reduction_{len(endpoints) + 1}"] = prev_x
         prev_x = x
     endpoints[f"reduction_{len(endpoints) + 1}"] = x
-    return enc.up1(endpoints["reduction_5"], endpoints["reduction_4"])
+    x = enc.up1(endpoints["reduction_5"], endpoints["reduction_4"])
+    if enc.downsample == 8:  # ours, not in the reference: one more Up with reduction_3
+        assert endpoints["reduction_3"].shape[1] == 40
+        x = enc.up2(x, endpoints["reduction_3"])
+    return x
 
 
 def test_camencode_matches_reference_formulation(small_model: LiftSplatShoot) -> None:
@@ -237,3 +241,20 @@ def test_camencode_matches_reference_formulation(small_model: LiftSplatShoot) ->
         feats = enc(img)
     assert feats.shape == (2, D, 4, 11, C)
     assert torch.allclose(feats, new_x.permute(0, 2, 3, 4, 1), atol=1e-6)
+
+
+def test_stride8_camencode_lifts_twice_the_rows_and_columns() -> None:
+    """downsample 8: reduction_4's fusion up x2 ++ reduction_3, 8 x 22 features at 64 x 176."""
+    torch.manual_seed(0)
+    cfg = LSSConfig.small(downsample=8)
+    model = LiftSplatShoot(cfg).eval()
+    enc = model.camencode
+    img = torch.randn(2, 3, 64, 176)
+    with torch.no_grad():
+        assert torch.allclose(enc.get_eff_depth(img), _reference_eff_depth(enc, img), atol=1e-6)
+        feats = enc(img)
+    assert cfg.feature_size == (8, 22)
+    assert feats.shape == (2, cfg.depth_bins, 8, 22, cfg.cam_channels)
+    assert model.frustum.shape[:3] == (cfg.depth_bins, 8, 22)
+    rig = LSSConfig.small()  # stride 16 keeps the reference layout: no up2
+    assert not hasattr(LiftSplatShoot(rig).camencode, "up2")
