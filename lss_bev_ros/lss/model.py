@@ -4,12 +4,14 @@ Architecture and parameter names follow the reference release (nv-tlabs/lift-spl
 ``src/models.py``) so its checkpoints load (see :mod:`.checkpoint`): ``camencode.trunk`` is an
 EfficientNet-B0 (built with ``EfficientNet.from_name``, never downloaded), ``camencode.up1``
 fuses reduction_5 (320 ch, x2 up) with reduction_4 (112 ch) into 512 ch, ``camencode.depthnet``
-is a 1 x 1 conv to D + C; ``bevencode`` is the ResNet-18 based BEV decoder.
+is a 1 x 1 conv to D + C; ``bevencode`` is the ResNet-18 based BEV decoder. With
+``cfg.downsample`` 8 (not in the reference) ``camencode.up2`` fuses that with reduction_3 (40 ch)
+into 128 ch at 1/8 resolution; ``cfg.bev_encoder`` "slim" swaps in :class:`SlimBevEncode`.
 
 Stages (also exposed one by one for timing / deployment)::
 
     geom = model.get_geometry(rots, trans, intrins, post_rots, post_trans)  # B x N x D x h x w x 3
-    feats = model.get_cam_feats(imgs)  # B x N x D x h x w x C   (h, w = H/16, W/16)
+    feats = model.get_cam_feats(imgs)  # B x N x D x h x w x C   (h, w = H/s, W/s; s = downsample)
     bev = model.voxel_pooling(geom, feats)  # B x (C*Z) x X x Y
     out = model.bev_encode(bev)  # B x outC x X x Y
 
