@@ -55,6 +55,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy import ndimage
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -133,8 +134,6 @@ class Score:
         cells = known & w_known & (w_gt == cur.gt)
         self.flips += int(np.sum(cells & (occ != w_occ)))
         self.flip_cells += int(np.sum(cells))
-        from scipy import ndimage
-
         w_moving = warp_grid(prev.gt_moving, prev.pose, cur.pose, grid) > 0.5
         near = ndimage.binary_dilation(w_moving | cur.gt_moving,
                                        iterations=round(NEAR_MOVING_M / grid.resolution))
@@ -349,18 +348,9 @@ def world_stable_floor(seqs: list[list[Frame]]) -> Score:
     moving vehicles left out, their grown ring would move with them), on the
     single-frame known cells. What remains is the metric's own floor for ``base_link`` grids:
     cell edges re-quantised as the ego moves by fractions of a cell, and the nearest warp."""
-    from scipy import ndimage
-
-    sc = Score()
-    for frames in seqs:
-        prev: tuple[np.ndarray, np.ndarray, Frame] | None = None
-        for f in frames:
-            occ = f.known & ndimage.binary_dilation(f.gt & ~f.gt_moving, iterations=1)
-            sc.add_frame(occ, f)
-            if prev is not None:
-                sc.add_pair(prev[0], prev[1], prev[2], occ, f.known, f, GridSpec())
-            prev = (occ, f.known, f)
-    return sc
+    grown = [[replace(f, prob=ndimage.binary_dilation(f.gt & ~f.gt_moving, iterations=1)
+                      .astype(np.float32)) for f in frames] for frames in seqs]
+    return score(grown, None)[0]
 
 
 def print_table(rate: str, n_frames: int, single: Score,

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import LSSConfig
+from .config import SUPPORTED_DOWNSAMPLES, LSSConfig
 from .geometry import create_frustum, frustum_to_ego
 from .pooling import FixedPooling, PrecomputedPooling, cumsum_pool
 
@@ -99,8 +99,10 @@ class CamEncode(nn.Module):
         super().__init__()
         if trunk != "efficientnet-b0":
             raise ValueError(f"unsupported trunk {trunk!r}")
-        if downsample not in (8, 16):
-            raise ValueError(f"downsample must be 8 or 16, got {downsample!r}")
+        if downsample not in SUPPORTED_DOWNSAMPLES:
+            raise ValueError(
+                f"downsample must be one of {SUPPORTED_DOWNSAMPLES}, got {downsample!r}"
+            )
         self.D = D
         self.C = C
         self.downsample = downsample
