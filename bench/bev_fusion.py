@@ -34,6 +34,12 @@
    * the flicker floor: the same flicker of the static GT footprints grown by one cell, a
      predictor exactly right and steady in the world (what remains is the re-quantisation of
      cell edges as the ego moves by fractions of a cell).
+5. prints the same table for the fused state in the map frame (:meth:`GridFusion.map_window`,
+   what ``fusion_node`` publishes on ``/bev/occupancy_fused_map``): a map-aligned window whose
+   origin moves by whole cells, so consecutive windows are compared cell for cell after an
+   integer shift (no warp, no re-quantisation); GT footprints rasterised in the window; scored
+   on the window cells inside the frame's ``base_link`` grid. Its single-frame column is the
+   fusion without history (each grid resampled once into the window).
 
 The objects-stage time is not included in the fusion time (it runs anyway for /objects).
 
@@ -65,8 +71,10 @@ from lss_bev_ros.conversions import GridSpec  # noqa: E402
 from lss_bev_ros.fusion import (  # noqa: E402
     FusionConfig,
     GridFusion,
+    MapWindow,
     ObjectMotion,
     Pose2D,
+    shift_cells,
     warp_grid,
 )
 
@@ -128,17 +136,25 @@ class Score:
 
     def add_pair(self, occ_prev: np.ndarray, known_prev: np.ndarray, prev: Frame,
                  occ: np.ndarray, known: np.ndarray, cur: Frame, grid: GridSpec) -> None:
-        w_occ = warp_grid(occ_prev, prev.pose, cur.pose, grid) > 0.5
-        w_known = warp_grid(known_prev, prev.pose, cur.pose, grid) > 0.5
-        w_gt = warp_grid(prev.gt, prev.pose, cur.pose, grid) > 0.5
-        cells = known & w_known & (w_gt == cur.gt)
-        self.flips += int(np.sum(cells & (occ != w_occ)))
+        """Flicker between two ``base_link`` grids: the previous one warped by the ego motion."""
+        def w(a: np.ndarray) -> np.ndarray:
+            return warp_grid(a, prev.pose, cur.pose, grid) > 0.5
+
+        self.add_aligned_pair(w(occ_prev), w(known_prev), w(prev.gt), w(prev.gt_moving),
+                              occ, known, cur.gt, cur.gt_moving, grid.resolution)
+
+    def add_aligned_pair(self, occ_prev: np.ndarray, known_prev: np.ndarray,
+                         gt_prev: np.ndarray, moving_prev: np.ndarray, occ: np.ndarray,
+                         known: np.ndarray, gt: np.ndarray, moving: np.ndarray,
+                         resolution: float) -> None:
+        """Flicker between two grids whose cells are the same world cells."""
+        cells = known & known_prev & (gt_prev == gt)
+        self.flips += int(np.sum(cells & (occ != occ_prev)))
         self.flip_cells += int(np.sum(cells))
-        w_moving = warp_grid(prev.gt_moving, prev.pose, cur.pose, grid) > 0.5
-        near = ndimage.binary_dilation(w_moving | cur.gt_moving,
-                                       iterations=round(NEAR_MOVING_M / grid.resolution))
+        near = ndimage.binary_dilation(moving_prev | moving,
+                                       iterations=round(NEAR_MOVING_M / resolution))
         away = cells & ~near
-        self.flips_away += int(np.sum(away & (occ != w_occ)))
+        self.flips_away += int(np.sum(away & (occ != occ_prev)))
         self.flip_cells_away += int(np.sum(away))
 
 
@@ -162,21 +178,30 @@ def _gt_motion(nusc: Any, token: str, stamp: float) -> list[ObjectMotion]:
 
 
 def _footprints(nusc: Any, token: str, grid_cfg: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(all vehicles, moving vehicles) footprint masks, rasterised like ``vehicle_mask``."""
-    from lss_bev_ros.data.dataset import box_bottom_corners, ego_pose_of_lidar
+    """(all vehicles, moving vehicles) footprint masks in ``base_link``, like ``vehicle_mask``."""
+    from lss_bev_ros.data.dataset import ego_pose_of_lidar
 
     g2e = np.linalg.inv(ego_pose_of_lidar(nusc, token))
     dx, bx = np.asarray(grid_cfg.dx[:2]), np.asarray(grid_cfg.bx[:2])
-    nx = grid_cfg.nx
-    masks = [np.zeros((nx[0], nx[1]), np.float32) for _ in range(2)]
+    return _raster_vehicles(nusc, token, g2e, bx - dx / 2.0, float(dx[0]), tuple(grid_cfg.nx[:2]))
+
+
+def _raster_vehicles(nusc: Any, token: str, global_to_frame: np.ndarray, lower_xy: np.ndarray,
+                     res: float, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(all, moving) vehicle footprints of sample ``token`` on an ``shape`` grid whose cell
+    (0, 0) has its lower corner at ``lower_xy`` (m) in the frame ``global_to_frame`` (4 x 4)
+    maps to; corners rounded to cell edges and filled (``dataset.vehicle_mask``'s raster)."""
+    from lss_bev_ros.data.dataset import box_bottom_corners
+
+    masks = [np.zeros(shape, np.float32) for _ in range(2)]
     for tok in nusc.get("sample", token)["anns"]:
         ann = nusc.get("sample_annotation", tok)
         if not ann["category_name"].startswith("vehicle."):
             continue
         attrs = {nusc.get("attribute", a)["name"] for a in ann["attribute_tokens"]}
         corners = box_bottom_corners(ann["translation"], ann["size"], ann["rotation"])
-        pts = corners @ g2e[:3, :3].T + g2e[:3, 3]
-        pts = np.round((pts[:, :2] - bx + dx / 2.0) / dx).astype(np.int32)
+        pts = corners @ global_to_frame[:3, :3].T + global_to_frame[:3, 3]
+        pts = np.round((pts[:, :2] - lower_xy) / res).astype(np.int32)
         pts[:, [1, 0]] = pts[:, [0, 1]]
         cv2.fillPoly(masks[0], [pts], 1.0)
         if "vehicle.moving" in attrs:
@@ -342,6 +367,68 @@ def score(seqs: list[list[Frame]], cfg: FusionConfig | None,
     return sc, (1e3 * t_fuse / n if n else 0.0)
 
 
+def score_map(seqs: list[list[Frame]], nusc: Any, cfg: FusionConfig,
+              objects: list[list[list[ObjectMotion]]] | None = None,
+              single_frame: bool = False) -> tuple[Score, float]:
+    """Score the fused state in the fixed frame (:meth:`GridFusion.map_window`): IoU against
+    the GT footprints rasterised in the window, flicker between consecutive windows shifted by
+    their whole-cell origin difference (the same world cells, nothing resampled).
+
+    ``single_frame``: the fusion without history (history band 1e-3, unknown after 1 ms): each
+    frame's grid resampled once into the window, as a planner integrating in ``map`` would get
+    the raw ``base_link`` grid. Returns (score, ms per frame of update + map_window)."""
+    if single_frame:
+        cfg = replace(cfg, history_band_logodds=1e-3, unknown_after_s=1e-3)
+        objects = None
+    sc = Score()
+    eye = np.eye(4)
+    t_fuse, n_fused = 0.0, 0
+    for si, frames in enumerate(seqs):
+        fusion = GridFusion(cfg)
+        prev: tuple[MapWindow, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        for fi, f in enumerate(frames):
+            objs = objects[si][fi] if objects is not None else []
+            t0 = time.perf_counter()
+            out = fusion.update(f.stamp, f.prob, f.known, f.pose, objs)
+            win = fusion.map_window()
+            t_fuse += time.perf_counter() - t0
+            n_fused += 1
+            assert out is not None and win is not None
+            # scored on the window cells inside this frame's base_link grid (same area as the
+            # base_link table; the window's corners reach farther than any camera)
+            inside = _inside_base_grid(win, f.pose, cfg.grid)
+            known = win.known & inside
+            occ = known & (win.probability > THRESHOLD)
+            gt, moving = _raster_vehicles(nusc, f.token, eye, np.asarray(win.origin_xy),
+                                          win.resolution, win.probability.shape)
+            gt, moving = gt & inside, moving & inside
+            sc.add_frame(occ, replace(f, gt=gt, gt_moving=moving))
+            if prev is not None:
+                pw, pocc, pknown, pgt, pmov = prev
+                di = round((win.origin_xy[0] - pw.origin_xy[0]) / win.resolution)
+                dj = round((win.origin_xy[1] - pw.origin_xy[1]) / win.resolution)
+
+                def sh(a: np.ndarray, di: int = di, dj: int = dj) -> np.ndarray:
+                    return shift_cells(a, di, dj, False)
+
+                sc.add_aligned_pair(sh(pocc), sh(pknown), sh(pgt), sh(pmov), occ, known, gt,
+                                    moving, win.resolution)
+            prev = (win, occ, known, gt, moving)
+    return sc, 1e3 * t_fuse / max(n_fused, 1)
+
+
+def _inside_base_grid(win: MapWindow, pose: Pose2D, grid: GridSpec) -> np.ndarray:
+    """W x W bool: window cells whose centre lies inside the ``base_link`` grid at ``pose``."""
+    n, m = win.probability.shape
+    x = win.origin_xy[0] + (np.arange(n) + 0.5) * win.resolution - pose.x
+    y = win.origin_xy[1] + (np.arange(m) + 0.5) * win.resolution - pose.y
+    X, Y = np.meshgrid(x, y, indexing="ij")
+    c, s = math.cos(pose.yaw), math.sin(pose.yaw)
+    bx, by = c * X + s * Y, -s * X + c * Y
+    return ((bx >= grid.xmin) & (bx < grid.xmin + grid.nx * grid.resolution)
+            & (by >= grid.ymin) & (by < grid.ymin + grid.ny * grid.resolution))
+
+
 def world_stable_floor(seqs: list[list[Frame]]) -> Score:
     """Flicker of a predictor that is exactly right and steady in the world: the static GT
     footprints grown by one cell (so its edges are not GT edges, which the flicker excludes;
@@ -444,6 +531,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{n_tracks} track states fed to the fusion)")
         print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused,
                     world_stable_floor(seqs))
+        single_map, _ = score_map(seqs, nusc, cfg, single_frame=True)
+        fused_map = {"fused (ego motion)": score_map(seqs, nusc, cfg),
+                     "fused + tracks": score_map(seqs, nusc, cfg, tracks)}
+        print_table(f"{rate_hz:g} Hz, map-aligned window (map frame, whole-cell origin; the "
+                    "single-frame grid resampled once into it)", sum(len(s) for s in seqs),
+                    single_map, fused_map)
     return 0
 
 

@@ -6,10 +6,12 @@ from lss_bev_ros.fusion.grid_fusion import (
     FusionStats,
     FusionStatus,
     GridFusion,
+    MapWindow,
     Pose2D,
     PoseLike,
     angle_diff,
     pose_is_finite,
+    shift_cells,
     warp_grid,
 )
 from lss_bev_ros.fusion.object_motion import (
@@ -28,6 +30,7 @@ __all__ = [
     "FusionStats",
     "FusionStatus",
     "GridFusion",
+    "MapWindow",
     "ObjectMotion",
     "Pose2D",
     "PoseBuffer",
@@ -38,6 +41,7 @@ __all__ = [
     "angle_diff",
     "moving_objects",
     "pose_is_finite",
+    "shift_cells",
     "track_set_for",
     "transport_history",
     "warp_grid",

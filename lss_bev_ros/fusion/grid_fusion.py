@@ -14,7 +14,9 @@ Output frame: the input's ``base_link`` grid (same size, resolution, origin and 
 ``/bev/occupancy``), re-sampled from the state at every frame, so a planner that reads the raw
 grid reads the fused one unchanged; cells that no camera saw for ``unknown_after_s`` are
 unknown (-1 in the OccupancyGrid). Probability in the output: ``sigmoid(L)`` on known cells, 0
-on unknown cells (the :func:`occupancy_to_probability` convention).
+on unknown cells (the :func:`occupancy_to_probability` convention). :meth:`GridFusion.map_window`
+gives the state itself instead (:class:`MapWindow`, in the fixed frame of the poses, cells fixed
+in the world): for planners that integrate in ``map`` / ``odom``.
 
 Update rule per frame (``dt`` = time since the previous fused frame, s):
 
@@ -244,6 +246,36 @@ class FusedGrid:
     status: FusionStatus
 
 
+@dataclass(frozen=True)
+class MapWindow:
+    """The fused state itself, in the fixed frame of the poses (``map`` / ``odom``): no
+    resampling after integration, cells fixed in the world.
+
+    The window is axis-aligned with the fixed frame and moves with the ego by whole cells, so
+    a cell's world position never changes between frames (a planner integrating in ``odom``
+    reads it without re-quantising cell edges, which a ``base_link`` grid cannot avoid).
+
+    Attributes:
+        probability: W x W float32 in [0, 1], indexed [i, j] along map x, y (0 where unknown).
+        known: W x W bool, cells seen within ``unknown_after_s``.
+        origin_xy: map position of cell (0, 0)'s lower corner (m; whole multiples of
+            ``resolution``).
+        resolution: cell size (m).
+        stamp: the newest input's stamp (s).
+    """
+
+    probability: np.ndarray
+    known: np.ndarray
+    origin_xy: tuple[float, float]
+    resolution: float
+    stamp: float
+
+    def grid_spec(self, frame_id: str) -> GridSpec:
+        """The window as a :class:`GridSpec` in ``frame_id`` (for ``OccupancyGrid`` output)."""
+        n, m = self.probability.shape
+        return GridSpec(self.origin_xy[0], self.origin_xy[1], self.resolution, n, m, frame_id)
+
+
 class GridFusion:
     """Stateful fusion facade: feed frames in stamp order with :meth:`update`.
 
@@ -339,6 +371,19 @@ class GridFusion:
         self._integrate(stamp, prob, vis, pose, objects)
         return self._output(stamp, pose, status)
 
+    def map_window(self) -> MapWindow | None:
+        """The fused state after the last fused frame, in the fixed frame (None: no history).
+
+        ``W x W`` cells with ``W = window_cells`` (it covers the output grid at any yaw), cell
+        edges at whole multiples of the resolution in ``map``."""
+        if self._origin is None or self._last_stamp is None:
+            return None
+        res = self.config.grid.resolution
+        known = (self._last_stamp - self._seen) <= self.config.unknown_after_s
+        p = np.where(known, 1.0 / (1.0 + np.exp(-self._logodds)), 0.0).astype(np.float32)
+        return MapWindow(p, known, (self._origin[0] * res, self._origin[1] * res), res,
+                         self._last_stamp)
+
     # -- internals --------------------------------------------------------------------------
     def _count_reset(self, status: FusionStatus) -> None:
         if status is FusionStatus.RESET_TIME:
@@ -361,8 +406,8 @@ class GridFusion:
         old = self._origin
         if old is not None and old != new:
             di, dj = new[0] - old[0], new[1] - old[1]
-            self._logodds = _shift(self._logodds, di, dj, 0.0)
-            self._seen = _shift(self._seen, di, dj, _NEVER)
+            self._logodds = shift_cells(self._logodds, di, dj, 0.0)
+            self._seen = shift_cells(self._seen, di, dj, _NEVER)
         self._origin = new
         return new
 
@@ -442,8 +487,9 @@ def warp_grid(values: np.ndarray, src_pose: PoseLike, dst_pose: PoseLike, grid: 
                                     order=order, mode="constant", cval=cval)
 
 
-def _shift(a: np.ndarray, di: int, dj: int, fill: float) -> np.ndarray:
-    """``out[i, j] = a[i + di, j + dj]`` (``fill`` outside): the window moved by (di, dj)."""
+def shift_cells(a: np.ndarray, di: int, dj: int, fill: float) -> np.ndarray:
+    """``out[i, j] = a[i + di, j + dj]`` (``fill`` outside): a map-aligned window whose origin
+    moved by (di, dj) whole cells (e.g. the previous :class:`MapWindow` into the current one)."""
     out = np.full_like(a, fill)
     n, m = a.shape
     if abs(di) >= n or abs(dj) >= m:

@@ -1,17 +1,25 @@
 """fusion_node: ego-motion-compensated temporal fusion of the BEV occupancy grid.
 
 Subscribes to the single-frame ``nav_msgs/OccupancyGrid`` (``/bev/occupancy``) and the ego pose
-(``nav_msgs/Odometry`` on ``/odom``, or ``map -> base_link`` on ``/tf``), publishes the fused grid
-``/bev/occupancy_fused``: same geometry and frame as the input (``base_link``), 0..100, -1
-unknown, stamp = the input grid's stamp (the newest input). The logic, its update rule and the
-rules for bad input are :mod:`lss_bev_ros.fusion.grid_fusion` (ROS-free); this node converts
-messages, looks the pose up at the grid's stamp (:class:`~lss_bev_ros.fusion.PoseBuffer`,
-waiting up to ``pose_wait_s`` for a pose at or after the grid stamp, then taking the nearest
-within ``pose_tolerance_s``) and counts everything in
-``/diagnostics``: ``grids``, ``published``, ``fused``, ``no_pose``, ``bad_pose``,
-``pose_jumps``, ``time_resets``, ``out_of_order``, ``bad_grid``, ``grid_geometry_changed``,
-``poses``, ``pose_time_jumps``, ``pose_frame_mismatch``, ``track_sets``,
-``objects_frame_mismatch``, ``bad_objects``, ``stale_objects``, ``objects_moved``.
+(``nav_msgs/Odometry`` on ``/odom``, or ``map -> base_link`` on ``/tf``) and publishes two grids,
+0..100, -1 unknown, stamp = the input grid's stamp (the newest input):
+
+* ``/bev/occupancy_fused``: same geometry and frame as the input (``base_link``);
+* ``/bev/occupancy_fused_map`` (``fused_map_topic``, empty: off): the fused state itself in
+  ``map_frame``, a map-aligned window around the ego (288 x 288 cells for the 200 x 200 input)
+  whose origin moves by whole cells, so its cells are fixed in the world and nothing is
+  resampled after fusion (for planners that integrate in ``map`` / ``odom``; not published for
+  single-frame fallbacks).
+
+The logic, its update rule and the rules for bad input are
+:mod:`lss_bev_ros.fusion.grid_fusion` (ROS-free); this node converts messages, looks the pose
+up at the grid's stamp (:class:`~lss_bev_ros.fusion.PoseBuffer`, waiting up to ``pose_wait_s``
+for a pose at or after the grid stamp, then taking the nearest within ``pose_tolerance_s``) and
+counts everything in ``/diagnostics``: ``grids``, ``published``, ``published_map``, ``fused``,
+``no_pose``, ``bad_pose``, ``pose_jumps``, ``time_resets``, ``out_of_order``, ``bad_grid``,
+``grid_geometry_changed``, ``poses``, ``pose_time_jumps``, ``pose_frame_mismatch``,
+``track_sets``, ``objects_frame_mismatch``, ``bad_objects``, ``stale_objects``,
+``objects_moved``.
 
 Object motion (``objects_topic``, default ``/objects/tracked``; empty: off): the fusion also
 takes the objects node's ``lss_bev_ros/TrackedObjects`` in ``map_frame``. For a grid at stamp
@@ -38,6 +46,7 @@ from lss_bev_ros.fusion import (
     FusionConfig,
     FusionStatus,
     GridFusion,
+    MapWindow,
     ObjectMotion,
     Pose2D,
     PoseBuffer,
@@ -85,6 +94,11 @@ class FusionNode(PerceptionNode):
                   read_only=True, validator=_topic),
         ParamSpec("fused_topic", "/bev/occupancy_fused", "fused grid output (OccupancyGrid)",
                   read_only=True, validator=_topic),
+        ParamSpec("fused_map_topic", "/bev/occupancy_fused_map", "the fused state itself "
+                  "in map_frame (OccupancyGrid): a map-aligned rolling window around the ego "
+                  "that moves by whole cells, nothing resampled after fusion, for planners "
+                  "that integrate in map / odom (empty: off)", read_only=True,
+                  validator=_optional_topic),
         ParamSpec("pose_source", "odom", "ego pose map -> base_link from Odometry on "
                   "odom_topic, or from the map_frame -> base_frame edge on /tf",
                   read_only=True, choices=POSE_SOURCES),
@@ -132,6 +146,7 @@ class FusionNode(PerceptionNode):
         super().__init__("fusion_node", self.PARAMS, **kwargs)
         self._lock = threading.Lock()
         self._pub: Any = None
+        self._map_pub: Any = None
         self._subs: list[Any] = []
         self._timer: Any = None
         self.fusion: GridFusion | None = None
@@ -144,6 +159,8 @@ class FusionNode(PerceptionNode):
     def on_configure_impl(self) -> None:
         self._fusion_config(GridSpec())  # validates the parameter combination now
         self._pub = self.create_publisher(OccupancyGrid, self.p("fused_topic"), 10)
+        if self.p("fused_map_topic"):
+            self._map_pub = self.create_publisher(OccupancyGrid, self.p("fused_map_topic"), 10)
         self.diag.set("pose_source", self.p("pose_source"))
 
     def on_activate_impl(self) -> None:
@@ -179,6 +196,9 @@ class FusionNode(PerceptionNode):
         if self._pub is not None:
             self.destroy_publisher(self._pub)
             self._pub = None
+        if self._map_pub is not None:
+            self.destroy_publisher(self._map_pub)
+            self._map_pub = None
 
     def on_params_applied(self, changed: dict[str, Any]) -> None:
         if "pose_tolerance_s" in changed:
@@ -338,6 +358,8 @@ class FusionNode(PerceptionNode):
                 self.diag.error("bad_grid", str(exc))
                 return
             moved = fusion.stats.objects_moved - moved
+            window = (fusion.map_window() if out is not None and not out.status.single_frame
+                      else None)
         if moved:
             self.diag.count("objects_moved", moved)
         if out is None:
@@ -365,6 +387,23 @@ class FusionNode(PerceptionNode):
                                                                out.known).tobytes())
         self._pub.publish(fused)
         self.diag.count("published")
+        if self._map_pub is not None and window is not None:
+            self._map_pub.publish(self._map_message(msg, window))
+            self.diag.count("published_map")
+
+    def _map_message(self, msg: OccupancyGrid, window: MapWindow) -> OccupancyGrid:
+        """The fused state as an OccupancyGrid in ``map_frame``, stamp = the input grid's."""
+        out = OccupancyGrid()
+        out.header.stamp = msg.header.stamp
+        out.header.frame_id = self.p("map_frame")
+        out.info.map_load_time = msg.header.stamp
+        out.info.resolution = float(window.resolution)
+        out.info.width, out.info.height = (int(n) for n in window.probability.shape)
+        out.info.origin.position.x, out.info.origin.position.y = window.origin_xy
+        out.info.origin.orientation.w = 1.0
+        out.data = array.array("b", probability_to_occupancy(window.probability,
+                                                             window.known).tobytes())
+        return out
 
 
 def main(args: list[str] | None = None) -> int:

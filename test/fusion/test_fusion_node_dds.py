@@ -66,6 +66,9 @@ class _Io:
         self.diag: dict[str, str] = {}
         self.node.create_subscription(OccupancyGrid, "/bev/occupancy_fused", self.fused.append,
                                       10)
+        self.fused_map: list[OccupancyGrid] = []
+        self.node.create_subscription(OccupancyGrid, "/bev/occupancy_fused_map",
+                                      self.fused_map.append, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.ex = SingleThreadedExecutor(context=ctx)
         self.ex.add_node(self.node)
@@ -83,9 +86,10 @@ class _Io:
                 return True
         return pred()
 
-    def fused_at(self, t: float) -> OccupancyGrid | None:
+    def fused_at(self, t: float, in_map: bool = False) -> OccupancyGrid | None:
         want = _stamp(t)
-        return next((g for g in self.fused if g.header.stamp == want), None)
+        grids = self.fused_map if in_map else self.fused
+        return next((g for g in grids if g.header.stamp == want), None)
 
 
 @contextlib.contextmanager
@@ -157,6 +161,20 @@ def test_fusion_node_fuses_across_a_missed_frame_and_counts_a_bad_pose(ros_conte
     assert np.allclose(bad, 0.4), bad
     assert int(io.diag["published"]) == 7 and int(io.diag["fused"]) == 5, io.diag
     assert io.diag["last_status"] == "bad_pose"
+    # the map-frame window: one per fused frame (none for the single-frame fallback), cells
+    # fixed in map (origin on whole cells), the block held on its map cells in the missed frame
+    assert int(io.diag["published_map"]) == 6, io.diag
+    assert io.fused_at(t_bad, in_map=True) is None
+    for k, t in enumerate(stamps):
+        m = io.fused_at(t, in_map=True)
+        assert m is not None and m.header.frame_id == "map"
+        assert (m.info.width, m.info.height, m.info.resolution) == (288, 288, 0.5)
+        ox, oy = m.info.origin.position.x, m.info.origin.position.y
+        assert ox % 0.5 == 0.0 and oy % 0.5 == 0.0 and abs(ox + 72.0 - k) <= 0.5
+        prob, known = occupancy_to_probability(m.data, m.info.width, m.info.height)
+        i, j = int((OBSTACLE_MAP_X - ox) // 0.5), int((0.0 - oy) // 0.5)
+        patch = np.where(known, prob, -1.0)[i - 1:i + 2, j - 1:j + 2]
+        assert (patch > 0.5).all(), (t, patch)
 
 
 def test_fusion_node_takes_the_pose_from_tf_and_waits_for_it(ros_context):

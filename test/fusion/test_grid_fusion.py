@@ -290,3 +290,45 @@ def test_confident_frame_overrules_the_history_in_one_frame():
     assert CFG.frames_to_flip(0.8) == 1
     out = fusion.update(1.0, prob, known, pose)
     assert len(_occupied_map_points(out, pose)) >= 9
+
+
+def _world_cells(win) -> set[tuple[int, int]]:
+    """Map cell indices (floor(x / res), floor(y / res)) of a MapWindow's occupied cells."""
+    i, j = np.nonzero(win.known & (win.probability > 0.5))
+    oi, oj = (round(v / win.resolution) for v in win.origin_xy)
+    return set(zip((oi + i).tolist(), (oj + j).tolist(), strict=True))
+
+
+def test_map_window_keeps_a_static_block_on_the_same_world_cells():
+    # a 3 m x 3 m block whose edges lie on map cell edges: x 40..43 m, y -1.5..1.5 m
+    obstacle = (41.5, 0.0, 1.5)
+    block = {(i, j) for i in range(80, 86) for j in range(-3, 3)}
+    fusion = GridFusion(CFG)
+    assert fusion.map_window() is None
+    for t, pose in _turning_drive(30):  # turning and driving: fractional cell moves
+        fusion.update(t, *_frame(pose, [obstacle]), pose)
+        win = fusion.map_window()
+        assert win is not None and win.stamp == t
+        assert win.probability.shape == (fusion.window_cells,) * 2
+        # the window moves with the ego by whole cells and keeps it near its centre
+        for o, p in zip(win.origin_xy, (pose.x, pose.y), strict=True):
+            assert abs(o / win.resolution - round(o / win.resolution)) < 1e-9
+            assert abs(p - o - fusion.window_cells * win.resolution / 2) <= win.resolution
+        cells = _world_cells(win)
+        assert len(cells ^ block) <= 1, (t, sorted(cells ^ block))
+    spec = win.grid_spec("odom")
+    assert (spec.nx, spec.ny, spec.frame_id) == (fusion.window_cells,) * 2 + ("odom",)
+    assert (spec.xmin, spec.ymin) == win.origin_xy
+
+
+def test_map_window_is_none_after_a_reset_and_unknown_where_never_seen():
+    fusion = GridFusion(CFG)
+    pose = Pose2D(0.0, 0.0, 0.0)
+    fusion.update(1.0, *_frame(pose, []), pose)
+    win = fusion.map_window()
+    assert win is not None
+    # cells beyond the 40 m camera radius were never seen: unknown, probability 0
+    assert win.known.any() and not win.known.all()
+    assert np.all(win.probability[~win.known] == 0.0)
+    fusion.update(2.0, *_frame(pose, []), Pose2D(math.nan, 0.0, 0.0))  # bad pose: reset
+    assert fusion.map_window() is None
