@@ -267,7 +267,7 @@ def test_car_passing_from_front_to_front_right_keeps_one_track_with_true_velocit
     assert proc.poll() is None
 
 
-@pytest.mark.parametrize("io_and_node", [{"input_wait_s": 0.3, "use_camera_info": True}],
+@pytest.mark.parametrize("io_and_node", [{"input_wait_s": 1.0, "use_camera_info": True}],
                          indirect=True)
 def test_bad_input_is_counted_while_good_frames_keep_producing_tracks(io_and_node):
     io, proc = io_and_node
