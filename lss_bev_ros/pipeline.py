@@ -21,7 +21,6 @@ are created in file order, auto-started (configure + activate) in that order whe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import inspect
 import os
@@ -261,10 +260,9 @@ def start(params_file: str | Path, nodes: Sequence[str] | None = None, *,
 
 
 def _spin(executor: Any) -> None:
-    from rclpy.executors import ExternalShutdownException
+    from lss_bev_ros.nodes.common import spin_until_shutdown
 
-    with contextlib.suppress(ExternalShutdownException, KeyboardInterrupt):
-        executor.spin()
+    spin_until_shutdown(executor)
 
 
 def _summary(pipe: Pipeline) -> str:

@@ -441,6 +441,19 @@ def sec_to_stamp(t: float) -> TimeMsg:
     return TimeMsg(sec=int(sec), nanosec=int(nsec))
 
 
+def spin_until_shutdown(executor: Any) -> None:
+    """``executor.spin()`` until Ctrl-C / shutdown. A shutdown that lands while the executor
+    builds its wait set raises ``RCLError`` ("context is not valid", seen on Kilted): that is
+    a shutdown too, not a failure; any error while the context is still valid propagates."""
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception:
+        if rclpy.ok():
+            raise
+
+
 def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> int:
     """Entry point body for a node ``main()``: init, autostart, spin multi-threaded, shut down."""
     rclpy.init(args=args)
@@ -450,7 +463,7 @@ def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> i
         node.maybe_autostart()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
