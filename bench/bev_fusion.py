@@ -424,9 +424,7 @@ def _inside_base_grid(win: MapWindow, pose: Pose2D, grid: GridSpec) -> np.ndarra
     y = win.origin_xy[1] + (np.arange(m) + 0.5) * win.resolution - pose.y
     X, Y = np.meshgrid(x, y, indexing="ij")
     c, s = math.cos(pose.yaw), math.sin(pose.yaw)
-    bx, by = c * X + s * Y, -s * X + c * Y
-    return ((bx >= grid.xmin) & (bx < grid.xmin + grid.nx * grid.resolution)
-            & (by >= grid.ymin) & (by < grid.ymin + grid.ny * grid.resolution))
+    return grid.cell_of(c * X + s * Y, -s * X + c * Y)[2]
 
 
 def world_stable_floor(seqs: list[list[Frame]]) -> Score:

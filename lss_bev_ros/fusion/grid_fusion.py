@@ -379,10 +379,16 @@ class GridFusion:
         if self._origin is None or self._last_stamp is None:
             return None
         res = self.config.grid.resolution
-        known = (self._last_stamp - self._seen) <= self.config.unknown_after_s
-        p = np.where(known, 1.0 / (1.0 + np.exp(-self._logodds)), 0.0).astype(np.float32)
+        p, known = self._probability(self._logodds, self._seen, self._last_stamp)
         return MapWindow(p, known, (self._origin[0] * res, self._origin[1] * res), res,
                          self._last_stamp)
+
+    def _probability(self, logodds: np.ndarray, seen: np.ndarray, stamp: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(``sigmoid(L)`` on known cells, 0 elsewhere; known = seen within
+        ``unknown_after_s`` of ``stamp``)."""
+        known = (stamp - seen) <= self.config.unknown_after_s
+        return np.where(known, 1.0 / (1.0 + np.exp(-logodds)), 0.0).astype(np.float32), known
 
     # -- internals --------------------------------------------------------------------------
     def _count_reset(self, status: FusionStatus) -> None:
@@ -462,8 +468,7 @@ class GridFusion:
                                       order=1, mode="constant", cval=0.0)
         seen = ndimage.affine_transform(self._seen, matrix, inv_offset, output_shape=shape,
                                         order=0, mode="constant", cval=_NEVER)
-        known = (stamp - seen) <= self.config.unknown_after_s
-        p = np.where(known, 1.0 / (1.0 + np.exp(-lo)), 0.0).astype(np.float32)
+        p, known = self._probability(lo, seen, stamp)
         return FusedGrid(p, known, float(stamp), g.frame_id, status)
 
 

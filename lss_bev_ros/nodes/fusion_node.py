@@ -41,6 +41,7 @@ from typing import Any
 from nav_msgs.msg import OccupancyGrid, Odometry
 
 from lss_bev_ros.conversions import GridSpec, occupancy_to_probability, probability_to_occupancy
+from lss_bev_ros.conversions.grid_msg import fill_occupancy_grid
 from lss_bev_ros.conversions.objects import object_from_tracked_msg
 from lss_bev_ros.fusion import (
     FusionConfig,
@@ -393,18 +394,9 @@ class FusionNode(PerceptionNode):
 
     def _map_message(self, msg: OccupancyGrid, window: MapWindow) -> OccupancyGrid:
         """The fused state as an OccupancyGrid in ``map_frame``, stamp = the input grid's."""
-        out = OccupancyGrid()
-        out.header.stamp = msg.header.stamp
-        out.header.frame_id = self.p("map_frame")
-        out.info.map_load_time = msg.header.stamp
-        out.info.resolution = float(window.resolution)
-        out.info.width, out.info.height = (int(n) for n in window.probability.shape)
-        out.info.origin.position.x, out.info.origin.position.y = window.origin_xy
-        out.info.origin.orientation.w = 1.0
-        out.data = array.array("b", probability_to_occupancy(window.probability,
-                                                             window.known).tobytes())
-        return out
-
+        return fill_occupancy_grid(OccupancyGrid(), window.grid_spec(self.p("map_frame")),
+                                   probability_to_occupancy(window.probability, window.known),
+                                   msg.header.stamp)
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run lss_bev_ros fusion_node``."""
