@@ -378,7 +378,8 @@ def score_map(seqs: list[list[Frame]], nusc: Any, cfg: FusionConfig,
     frame's grid resampled once into the window, as a planner integrating in ``map`` would get
     the raw ``base_link`` grid. Returns (score, ms per frame of update + map_window)."""
     if single_frame:
-        cfg = replace(cfg, history_band_logodds=1e-3, unknown_after_s=1e-3)
+        cfg = replace(cfg, history_band_logodds=1e-3, unknown_after_s=1e-3,
+                      flip_margin_logodds=0.0)
         objects = None
     sc = Score()
     eye = np.eye(4)
@@ -486,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-logodds", type=float, default=None, help="override FusionConfig")
     ap.add_argument("--max-step-logodds", type=float, default=None)
     ap.add_argument("--history-band-logodds", type=float, default=None)
+    ap.add_argument("--flip-margin-logodds", type=float, default=None)
     ap.add_argument("--decay-time-s", type=float, default=None)
     ap.add_argument("--object-margin-m", type=float, default=None)
     ap.add_argument("--object-min-speed-mps", type=float, default=None)
@@ -501,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     over = {k: v for k, v in (("max_logodds", args.max_logodds),
                               ("max_step_logodds", args.max_step_logodds),
                               ("history_band_logodds", args.history_band_logodds),
+                              ("flip_margin_logodds", args.flip_margin_logodds),
                               ("decay_time_s", args.decay_time_s),
                               ("object_margin_m", args.object_margin_m),
                               ("object_min_speed_mps", args.object_min_speed_mps))

@@ -29,14 +29,20 @@ Update rule per frame (``dt`` = time since the previous fused frame, s):
   steadies uncertain cells (the flicker) but cannot overrule a confident frame, so a car that
   drives away is erased (and one that arrives appears) after ``FusionConfig.frames_to_flip(p)``
   frames (1 for a confident frame) instead of leaving a trail;
+* hysteresis (``flip_margin_logodds`` = ``h`` > 0): a cell whose state (occupied ``L > 0`` /
+  free ``L < 0``) the frame would flip, but to ``|L| < h`` only, keeps its state at the weakest
+  log-odds of that state, ``+-HOLD_LOGODDS`` (p 0.525 / 0.475, 52 / 48 in the OccupancyGrid):
+  evidence that just crosses 0.5 does not toggle the occupied / free decision every frame,
+  a frame beyond the margin flips it at once (a Schmitt trigger on the fused log-odds; the
+  cell stays near 0.5, so a planner with its own thresholds sees it as uncertain);
 * cells not seen for more than ``unknown_after_s`` are reported unknown (an obstacle that left
   while no camera looked is gone from the output after that time at most);
 * optional object motion: with the tracked objects (``objects`` of :meth:`GridFusion.update`,
   :class:`~lss_bev_ros.fusion.object_motion.ObjectMotion` in ``map``), before the frame is
   integrated the history inside each box moving at ``>= object_min_speed_mps`` moves with the
-  box from the previous fused stamp to this one, and the cells it left become unknown
-  (:func:`~lss_bev_ros.fusion.object_motion.transport_history`): the smoothing then holds for
-  moving cars too, without the trail behind and the lag ahead of them.
+  box from the previous fused stamp to this one, and the cells it left lose their occupied
+  evidence (:func:`~lss_bev_ros.fusion.object_motion.transport_history`): the smoothing then
+  holds for moving cars too, without the trail behind and the lag ahead of them.
 
 Rules for bad input (each counted in :class:`FusionStats`, reported in ``FusedGrid.status``):
 
@@ -66,6 +72,7 @@ from lss_bev_ros.conversions.grid import GridSpec
 from lss_bev_ros.fusion.object_motion import ObjectMotion, moving_objects, transport_history
 
 _NEVER = -1.0e18  # last-seen stamp of a cell never observed (s)
+HOLD_LOGODDS = 0.1  # log-odds a cell held by the hysteresis keeps (p 0.525 / 0.475)
 
 
 class FusionStatus(StrEnum):
@@ -144,6 +151,8 @@ class FusionConfig:
         max_logodds: bound of the fused log-odds (2.0: p in [0.12, 0.88]).
         max_step_logodds: bound of one frame's contribution.
         history_band_logodds: how far the history may move the current frame's log-odds.
+        flip_margin_logodds: hysteresis: a cell changes between occupied and free only to
+            ``|L| >= `` this (0: off; 0.4 chosen on bench seed 777; see the module docstring).
         decay_time_s: time constant of the fade toward unknown (s).
         unknown_after_s: a cell unseen for longer is reported unknown (s).
         max_gap_s: a stamp this much newer than the last resets the history (s).
@@ -159,6 +168,7 @@ class FusionConfig:
     max_logodds: float = 2.0
     max_step_logodds: float = 2.5
     history_band_logodds: float = 0.7
+    flip_margin_logodds: float = 0.4
     decay_time_s: float = 2.0
     unknown_after_s: float = 2.0
     max_gap_s: float = 3.0
@@ -177,6 +187,10 @@ class FusionConfig:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"FusionConfig.{name} must be a finite number > 0, got {v!r}")
+        if not (math.isfinite(self.flip_margin_logodds)
+                and 0.0 <= self.flip_margin_logodds <= self.max_logodds):
+            raise ValueError("FusionConfig.flip_margin_logodds must be in [0, max_logodds], "
+                             f"got {self.flip_margin_logodds}")
         if not (math.isfinite(self.max_reorder_s) and self.max_reorder_s >= 0):
             raise ValueError(f"FusionConfig.max_reorder_s must be >= 0, got {self.max_reorder_s}")
         if not (math.isfinite(self.object_margin_m) and 0.0 <= self.object_margin_m <= 10.0):
@@ -192,14 +206,32 @@ class FusionConfig:
 
     def frames_to_flip(self, p: float) -> int:
         """Frames of a steady measurement ``p`` (!= 0.5) needed to flip a saturated cell of the
-        opposite state past 0.5 (the decay only shortens it): the trail a moving object can
-        leave, in frames. One frame when its evidence exceeds the history band."""
+        opposite state past 0.5, and past the hysteresis margin (the decay only shortens it):
+        the trail a moving object can leave, in frames. One frame when its evidence exceeds the
+        history band and the margin."""
         step = min(abs(float(_logit(p, self.prob_eps))), self.max_step_logodds)
         if step == 0.0:
             raise ValueError("p = 0.5 carries no evidence: it never flips a cell")
-        if step > self.history_band_logodds:
-            return 1
-        return math.floor(self.max_logodds / step) + 1
+        L = np.array([self.max_logodds], np.float32)
+        m = np.array([-step], np.float32)
+        for n in range(1, 10_000):  # the update rule itself, on one saturated cell
+            L = update_logodds(L, m, self)
+            if L[0] < 0.0:
+                return n
+        raise ValueError(f"p = {p} is inside the hysteresis margin: it never flips a cell")
+
+
+def update_logodds(old: np.ndarray, m: np.ndarray, cfg: FusionConfig) -> np.ndarray:
+    """One frame's update of the seen cells (N each, log-odds): the history ``old`` plus the
+    clipped evidence ``m``, kept within the history band and ``max_logodds``, then the
+    hysteresis (module docstring). Decay and object motion come before it."""
+    b = cfg.history_band_logodds
+    upd = np.clip(old + m, m - b, m + b)  # the history moves this frame's evidence by <= b
+    upd = np.clip(upd, -cfg.max_logodds, cfg.max_logodds)
+    if cfg.flip_margin_logodds > 0.0:
+        held = (old * upd <= 0.0) & (old != 0.0) & (np.abs(upd) < cfg.flip_margin_logodds)
+        upd = np.where(held, np.sign(old) * np.float32(HOLD_LOGODDS), upd)
+    return upd.astype(np.float32)
 
 
 def _logit(p: float | np.ndarray, eps: float) -> np.ndarray:
@@ -448,11 +480,7 @@ class GridFusion:
         seen_w = ndimage.affine_transform(vis.astype(np.float32), matrix, offset,
                                           output_shape=shape, order=1, mode="constant",
                                           cval=0.0) >= 0.5
-        m = meas_w[seen_w]
-        upd = self._logodds[seen_w] + m
-        b = cfg.history_band_logodds
-        upd = np.clip(upd, m - b, m + b)  # the history moves this frame's evidence by <= b
-        self._logodds[seen_w] = np.clip(upd, -cfg.max_logodds, cfg.max_logodds)
+        self._logodds[seen_w] = update_logodds(self._logodds[seen_w], meas_w[seen_w], cfg)
         self._seen[seen_w] = stamp
         self._last_stamp = float(stamp)
         self._last_pose = pose

@@ -11,8 +11,10 @@ tracked objects' motion the history moves with the object instead:
   constant-velocity model);
 * the history cells of the box at ``t1`` take the values of the cells of the box at ``t0`` they
   came from (nearest cell, translation only);
-* history cells the box left (``t0`` box minus ``t1`` box) are set to unknown (log-odds 0): the
-  current frame alone decides them.
+* history cells the box left (``t0`` box minus ``t1`` box) lose their occupied evidence (log-odds
+  ``min(L, 0)``): the car's occupancy went with it, the current frame alone decides whether
+  something else is there; free evidence (the box's margin, a box larger than the car) is kept,
+  so the cells around a moving car keep their steady free history.
 
 Objects are given in ``map`` (the frame the fusion state lives in): ``x``, ``y`` (m), ``yaw``
 (rad), ``length`` / ``width`` (m), ``vx`` / ``vy`` (m/s), ``stamp`` (s, when the track had this
@@ -170,7 +172,9 @@ def transport_history(logodds: np.ndarray, origin: tuple[int, int], res: float,
         if oi.size == 0 and ni.size == 0:
             continue
         touched += 1
-        logodds[oi, oj] = 0.0  # the box left these cells: unknown until measured again
+        # the box left these cells: its occupancy goes with it (unknown until measured again),
+        # free evidence stays
+        logodds[oi, oj] = np.minimum(logodds[oi, oj], 0.0)
         di, dj = round((x1 - x0) / res), round((y1 - y0) / res)
         si, sj = ni - di, nj - dj
         ok = (si >= 0) & (si < shape[0]) & (sj >= 0) & (sj < shape[1])

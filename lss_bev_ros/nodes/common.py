@@ -191,6 +191,9 @@ class PerceptionNode(LifecycleNode):
             err = s.check(self.get_parameter(s.name).value)
             if err:
                 raise ValueError(f"invalid parameter {err}")
+        err = self.check_param_combination({n: self.p(n) for n in self._specs})
+        if err:
+            raise ValueError(f"invalid parameters: {err}")
         self.add_on_set_parameters_callback(self._validate_params)
         # post-set hook exists from Iron on; Humble falls back to applying in the set callback
         self._has_post_set = hasattr(self, "add_post_set_parameters_callback")
@@ -217,6 +220,12 @@ class PerceptionNode(LifecycleNode):
             elif spec.unconfigured_only and self.configured:
                 errors.append(f"{prm.name}: can only change while the node is unconfigured "
                               "(lifecycle deactivate + cleanup, set it, configure again)")
+        if not errors:
+            merged = {n: self.p(n) for n in self._specs if self.has_parameter(n)}
+            merged.update({prm.name: prm.value for prm in params if prm.name in self._specs})
+            err = self.check_param_combination(merged)
+            if err:
+                errors.append(err)
         if errors:
             return SetParametersResult(successful=False, reason="; ".join(errors))
         if not self._has_post_set:
@@ -233,6 +242,11 @@ class PerceptionNode(LifecycleNode):
 
     def on_params_applied(self, changed: dict[str, Any]) -> None:
         """Apply validated parameter changes (override; default: nothing to do live)."""
+
+    def check_param_combination(self, values: dict[str, Any]) -> str | None:
+        """Reason the parameter set ``values`` (name -> value, after the change) is invalid
+        as a whole, or None (override for rules between parameters; default: none)."""
+        return None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def _run_hook(self, hook: Callable[[], None], what: str) -> TransitionCallbackReturn:

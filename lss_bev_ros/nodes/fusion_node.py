@@ -64,8 +64,9 @@ except ImportError:  # pragma: no cover - depends on the install
 POSE_SOURCES = ("odom", "tf")
 
 #: fusion parameters: node parameter name == FusionConfig field name
-_FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds", "decay_time_s",
-                  "unknown_after_s", "max_gap_s", "max_reorder_s", "max_jump_m", "max_jump_rad",
+_FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds",
+                  "flip_margin_logodds", "decay_time_s", "unknown_after_s", "max_gap_s",
+                  "max_reorder_s", "max_jump_m", "max_jump_rad",
                   "object_min_speed_mps", "object_margin_m")
 
 #: FusionStatus -> diagnostics counter (errors are logged and turn the status WARN)
@@ -120,6 +121,10 @@ class FusionNode(PerceptionNode):
         ParamSpec("history_band_logodds", 0.7, "the history moves a frame's log-odds by at "
                   "most this: steadies uncertain cells, never overrules a confident frame",
                   min=0.01, max=20.0),
+        ParamSpec("flip_margin_logodds", FusionConfig.flip_margin_logodds, "hysteresis: a "
+                  "cell switches between occupied and free only to |log-odds| >= this, else it "
+                  "keeps its state at p 0.525 / 0.475 (0: off; <= max_logodds)",
+                  min=0.0, max=20.0),
         ParamSpec("decay_time_s", 2.0, "time constant of the fade toward unknown (s)",
                   min=0.01, max=600.0),
         ParamSpec("unknown_after_s", 2.0, "a cell no camera saw for longer is unknown (s)",
@@ -209,6 +214,12 @@ class FusionNode(PerceptionNode):
                 if self._grid is not None:
                     self.fusion = GridFusion(self._fusion_config(self._grid))
             self.get_logger().info(f"fusion restarted after parameter change {sorted(changed)}")
+
+    def check_param_combination(self, values: dict[str, Any]) -> str | None:
+        if "flip_margin_logodds" in values and "max_logodds" in values and (
+                float(values["flip_margin_logodds"]) > float(values["max_logodds"])):
+            return "flip_margin_logodds must be <= max_logodds"
+        return None
 
     def _fusion_config(self, grid: GridSpec) -> FusionConfig:
         return FusionConfig(grid=grid, **{k: float(self.p(k)) for k in _FUSION_FIELDS})

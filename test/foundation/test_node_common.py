@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -105,3 +106,21 @@ def test_stamp_latency_is_nan_and_explained_when_the_clock_is_not_the_stamps(ros
         assert "wall clock" in node.diag.last_error["clock_mismatch"]
     finally:
         node.destroy_node()
+
+
+def test_rules_between_parameters_are_checked_on_set_and_at_start(ros_context) -> None:
+    from lss_bev_ros.nodes.fusion_node import FusionNode
+
+    node = FusionNode(context=ros_context)
+    bad = node.set_parameters([Parameter("flip_margin_logodds", value=3.0)])[0]
+    assert not bad.successful and "flip_margin_logodds must be <= max_logodds" in bad.reason
+    # both in one call: judged on the values after the change
+    ok = node.set_parameters_atomically([Parameter("max_logodds", value=4.0),
+                                         Parameter("flip_margin_logodds", value=3.0)])
+    assert ok.successful, ok.reason
+    bad = node.set_parameters([Parameter("max_logodds", value=2.0)])[0]
+    assert not bad.successful and node.p("max_logodds") == 4.0
+    node.destroy_node()
+    with pytest.raises(ValueError, match="flip_margin_logodds must be <= max_logodds"):
+        FusionNode(context=ros_context, parameter_overrides=[
+            Parameter("flip_margin_logodds", value=2.5)])

@@ -3,7 +3,9 @@ rules of the module docstring, on hand-made pose sequences."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -332,3 +334,44 @@ def test_map_window_is_none_after_a_reset_and_unknown_where_never_seen():
     assert np.all(win.probability[~win.known] == 0.0)
     fusion.update(2.0, *_frame(pose, []), Pose2D(math.nan, 0.0, 0.0))  # bad pose: reset
     assert fusion.map_window() is None
+
+
+def _hysteresis_cell(cfg: FusionConfig, probs: list[float]) -> list[bool]:
+    """Occupied state of a 4 m x 4 m block of cells at (20, 0) fed ``probs`` frame by frame at
+    10 Hz by a still ego (the rest of the grid confidently free)."""
+    fusion = GridFusion(cfg)
+    pose = Pose2D(0.0, 0.0, 0.0)
+    block = (np.abs(BX - 20.0) <= 2.0) & (np.abs(BY) <= 2.0)
+    centre = (np.abs(BX - 20.0) <= 1.0) & (np.abs(BY) <= 1.0)
+    states = []
+    for k, p in enumerate(probs):
+        prob, known = _frame(pose, [])
+        prob[block] = p
+        out = fusion.update(0.1 * k, prob, known, pose)
+        occ = out.probability[centre] > 0.5
+        assert occ.all() or not occ.any()  # the block's interior is one state
+        states.append(bool(occ.all()))
+    return states
+
+
+def test_hysteresis_keeps_the_state_of_a_cell_whose_evidence_hovers_around_one_half():
+    probs = [0.9] * 5 + [0.3, 0.65] * 5  # occupied, then a model that cannot decide
+    plain = _hysteresis_cell(replace(CFG, flip_margin_logodds=0.0), probs)
+    held = _hysteresis_cell(FusionConfig(grid=GRID, flip_margin_logodds=0.8), probs)
+    assert plain[:5] == [True] * 5 and held[:5] == [True] * 5
+    # without hysteresis the band (0.7) lets most frames flip it (0.3: log-odds -0.85)
+    assert sum(a != b for a, b in itertools.pairwise(plain[4:])) >= 6, plain
+    assert all(held), held  # with a 0.8 margin the decision holds
+
+
+def test_hysteresis_lets_a_confident_frame_flip_the_cell_at_once():
+    cfg = FusionConfig(grid=GRID, flip_margin_logodds=0.8)
+    assert cfg.frames_to_flip(P_FREE) == 1 and cfg.frames_to_flip(0.8) == 2
+    states = _hysteresis_cell(cfg, [0.9] * 5 + [P_FREE] + [0.9] * 3 + [0.2, 0.2])
+    # 0.05 (log-odds -2.9) flips it in one frame, 0.9 back; 0.2 (-1.4) only reaches -0.69
+    # through the band, inside the margin: held one frame, flipped by the second
+    assert states == [True] * 5 + [False] + [True] * 3 + [True, False], states
+    with pytest.raises(ValueError, match="never flips"):
+        cfg.frames_to_flip(0.6)  # log-odds 0.41: inside the margin, never flips a free cell
+    with pytest.raises(ValueError, match="flip_margin_logodds"):
+        FusionConfig(grid=GRID, flip_margin_logodds=CFG.max_logodds + 0.1)

@@ -85,16 +85,20 @@ def test_slow_or_non_finite_objects_change_nothing():
     assert b.stats.objects_moved == 0
 
 
-def test_transport_history_moves_box_values_and_clears_the_cells_left():
+def test_transport_history_moves_box_values_and_clears_occupied_evidence_left_behind():
     res = 0.5
     window = np.zeros((40, 40), np.float32)
     window[10:14, 20:22] = 2.0  # a 2 m x 1 m box centred at (6, 10.5) m, origin (0, 0)
+    window[10, 20] = -0.8  # free evidence inside the old box (a box larger than the car)
     window[30, 30] = -1.5  # an unrelated cell
     obj = ObjectMotion(6.0, 10.5, 0.0, 2.0, 1.0, 5.0, 0.0, 0.0)  # 5 m/s along +x
     n = transport_history(window, (0, 0), res, [obj], 0.0, 0.4, margin_m=0.0)
     assert n == 1
-    assert np.all(window[14:18, 20:22] == 2.0)  # moved by 2 m = 4 cells
-    assert np.all(window[10:14, 20:22] == 0.0)  # left: unknown
+    moved = window[14:18, 20:22].copy()
+    assert moved[0, 0] == np.float32(-0.8) and np.sum(moved == 2.0) == 7  # moved by 2 m = 4 cells
+    left = window[10:14, 20:22]
+    assert left[0, 0] == np.float32(-0.8)  # free evidence stays
+    assert np.sum(left == 0.0) == 7  # occupied evidence went with the car: unknown
     assert window[30, 30] == -1.5
 
 
