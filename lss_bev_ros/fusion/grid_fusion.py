@@ -189,8 +189,8 @@ class FusionConfig:
                 raise ValueError(f"FusionConfig.{name} must be a finite number > 0, got {v!r}")
         if not (math.isfinite(self.flip_margin_logodds)
                 and 0.0 <= self.flip_margin_logodds <= self.max_logodds):
-            raise ValueError("FusionConfig.flip_margin_logodds must be in [0, max_logodds], "
-                             f"got {self.flip_margin_logodds}")
+            raise ValueError("FusionConfig.flip_margin_logodds must be <= max_logodds "
+                             f"({self.max_logodds}) and >= 0, got {self.flip_margin_logodds}")
         if not (math.isfinite(self.max_reorder_s) and self.max_reorder_s >= 0):
             raise ValueError(f"FusionConfig.max_reorder_s must be >= 0, got {self.max_reorder_s}")
         if not (math.isfinite(self.object_margin_m) and 0.0 <= self.object_margin_m <= 10.0):

@@ -163,7 +163,6 @@ class FusionNode(PerceptionNode):
 
     # -- lifecycle --------------------------------------------------------------------------
     def on_configure_impl(self) -> None:
-        self._fusion_config(GridSpec())  # validates the parameter combination now
         self._pub = self.create_publisher(OccupancyGrid, self.p("fused_topic"), 10)
         if self.p("fused_map_topic"):
             self._map_pub = self.create_publisher(OccupancyGrid, self.p("fused_map_topic"), 10)
@@ -216,9 +215,13 @@ class FusionNode(PerceptionNode):
             self.get_logger().info(f"fusion restarted after parameter change {sorted(changed)}")
 
     def check_param_combination(self, values: dict[str, Any]) -> str | None:
-        if "flip_margin_logodds" in values and "max_logodds" in values and (
-                float(values["flip_margin_logodds"]) > float(values["max_logodds"])):
-            return "flip_margin_logodds must be <= max_logodds"
+        """The rules between fusion parameters are FusionConfig's own: build one from
+        ``values`` (the grid does not matter for them)."""
+        try:
+            FusionConfig(grid=GridSpec(), **{k: float(values[k]) for k in _FUSION_FIELDS
+                                             if k in values})
+        except ValueError as exc:
+            return str(exc)
         return None
 
     def _fusion_config(self, grid: GridSpec) -> FusionConfig:
