@@ -42,27 +42,38 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lss_bev_ros.data.dataset import LSSDataset  # noqa: E402
-from lss_bev_ros.data.synthetic import generate_dataset, split_scene_names  # noqa: E402
+from lss_bev_ros.data.synthetic import (  # noqa: E402
+    generate_dataset,
+    scene_name,
+    split_scene_names,
+)
 from lss_bev_ros.eval.dataset_reference import visibility_references  # noqa: E402
 from lss_bev_ros.lss.checkpoint import save_checkpoint  # noqa: E402
-from lss_bev_ros.lss.config import GridConfig, LSSConfig  # noqa: E402
+from lss_bev_ros.lss.config import GridConfig, ImageConfig, LSSConfig  # noqa: E402
 from lss_bev_ros.lss.model import LiftSplatShoot  # noqa: E402
 from lss_bev_ros.lss.train import (  # noqa: E402
     MODEL_CONFIGS,
     SWEEP_THRESHOLDS,
     TrainOptions,
+    consistent_resize_lim,
     evaluate,
-    model_config,
     train,
 )
 
 Batch = list[Tensor]
 
 
-def proof_config(grid_res: float, name: str = "small_cpu") -> LSSConfig:
+def proof_config(
+    grid_res: float, name: str = "small_cpu", final_dim: tuple[int, int] | None = None
+) -> LSSConfig:
     """Config `name` of `MODEL_CONFIGS` (64 x 176 images, 21 depth bins for the small ones) on a
-    +-50 m grid of `grid_res` m cells."""
-    cfg = model_config(name)
+    +-50 m grid of `grid_res` m cells; `final_dim` (H, W) px changes the network input size
+    (the training resize range follows it: `lss.train.consistent_resize_lim`)."""
+    cfg = MODEL_CONFIGS[name]()
+    if final_dim is not None:
+        fields = {k: getattr(cfg.image, k) for k in cfg.image.__dataclass_fields__}
+        cfg = cfg.replace(image=ImageConfig(**{**fields, "final_dim": tuple(final_dim)}))
+    cfg = consistent_resize_lim(cfg)
     if grid_res != cfg.grid.xbound[2]:
         g = cfg.grid
         cfg = cfg.replace(
@@ -122,13 +133,14 @@ def blank_images(b: Batch) -> Batch:
 
 def ensure_dataset(args: argparse.Namespace, data: Path) -> float:
     """Generate the dataset unless `data` already holds one of the right size; seconds taken."""
-    expected = args.scenes * args.samples_per_scene
+    n_scenes = args.scenes + args.extra_train_scenes
+    expected = n_scenes * args.samples_per_scene
     sample_json = data / "v1.0-mini" / "sample.json"
     if sample_json.exists() and len(json.loads(sample_json.read_text())) == expected:
         print(f"reusing dataset {data}")
         return float("nan")
     summary = generate_dataset(
-        data, args.scenes, args.samples_per_scene, args.data_seed, progress=not args.no_progress
+        data, n_scenes, args.samples_per_scene, args.data_seed, progress=not args.no_progress
     )
     print(
         f"generated {summary.n_samples} samples in {summary.seconds:.1f} s "
@@ -232,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default=str(REPO / "runs" / "train_proof"))
     p.add_argument("--scenes", type=int, default=64)
     p.add_argument("--val-scenes", type=int, default=2)
+    p.add_argument(
+        "--extra-train-scenes",
+        type=int,
+        default=0,
+        help="generate this many more scenes after --scenes and train on them too; the held-out "
+        "scenes stay the same (each scene's content depends only on --data-seed and its index)",
+    )
     p.add_argument("--samples-per-scene", type=int, default=6)
     p.add_argument("--data-seed", type=int, default=2024)
     p.add_argument("--seed", type=int, default=0, help="model init / augmentation seed")
@@ -248,6 +267,14 @@ def main(argv: list[str] | None = None) -> int:
         help="BEV cell size in m (0.5: the small config's 200 x 200 grid; 1.0 is ~4x cheaper)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest when shared)")
+    p.add_argument(
+        "--final-dim",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="network input size in px (default: the config's, 64 176 for the small ones)",
+    )
     p.add_argument(
         "--config",
         choices=tuple(MODEL_CONFIGS),
@@ -292,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     gen_s = ensure_dataset(args, data)
     nusc = NuScenes(version="v1.0-mini", dataroot=str(data), verbose=False)
     train_names, val_names = split_scene_names(args.scenes, args.val_scenes)
-    cfg = proof_config(args.grid_res, args.config)
+    train_names += [scene_name(args.scenes + i) for i in range(args.extra_train_scenes)]
+    cfg = proof_config(args.grid_res, args.config, args.final_dim)
     torch.manual_seed(args.seed)  # untrained baseline = train()'s initial weights (same seed)
     untrained = LiftSplatShoot(cfg)
 
@@ -382,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": {
                 "scenes": args.scenes,
                 "val_scenes": args.val_scenes,
+                "extra_train_scenes": args.extra_train_scenes,
                 "samples_per_scene": args.samples_per_scene,
                 "seed": args.data_seed,
             },
