@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -49,7 +50,7 @@ from lss_bev_ros.data.synthetic import (  # noqa: E402
 )
 from lss_bev_ros.eval.dataset_reference import visibility_references  # noqa: E402
 from lss_bev_ros.lss.checkpoint import save_checkpoint  # noqa: E402
-from lss_bev_ros.lss.config import GridConfig, ImageConfig, LSSConfig  # noqa: E402
+from lss_bev_ros.lss.config import GridConfig, LSSConfig  # noqa: E402
 from lss_bev_ros.lss.model import LiftSplatShoot  # noqa: E402
 from lss_bev_ros.lss.train import (  # noqa: E402
     MODEL_CONFIGS,
@@ -71,8 +72,7 @@ def proof_config(
     (the training resize range follows it: `lss.train.consistent_resize_lim`)."""
     cfg = MODEL_CONFIGS[name]()
     if final_dim is not None:
-        fields = {k: getattr(cfg.image, k) for k in cfg.image.__dataclass_fields__}
-        cfg = cfg.replace(image=ImageConfig(**{**fields, "final_dim": tuple(final_dim)}))
+        cfg = cfg.replace(image=dataclasses.replace(cfg.image, final_dim=tuple(final_dim)))
     cfg = consistent_resize_lim(cfg)
     if grid_res != cfg.grid.xbound[2]:
         g = cfg.grid
