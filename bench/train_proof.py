@@ -50,7 +50,7 @@ from lss_bev_ros.data.synthetic import (  # noqa: E402
 )
 from lss_bev_ros.eval.dataset_reference import visibility_references  # noqa: E402
 from lss_bev_ros.lss.checkpoint import save_checkpoint  # noqa: E402
-from lss_bev_ros.lss.config import GridConfig, LSSConfig  # noqa: E402
+from lss_bev_ros.lss.config import SUPPORTED_DOWNSAMPLES, GridConfig, LSSConfig  # noqa: E402
 from lss_bev_ros.lss.model import LiftSplatShoot  # noqa: E402
 from lss_bev_ros.lss.train import (  # noqa: E402
     MODEL_CONFIGS,
@@ -65,12 +65,18 @@ Batch = list[Tensor]
 
 
 def proof_config(
-    grid_res: float, name: str = "small_cpu", final_dim: tuple[int, int] | None = None
+    grid_res: float,
+    name: str = "small_cpu",
+    final_dim: tuple[int, int] | None = None,
+    downsample: int | None = None,
 ) -> LSSConfig:
     """Config `name` of `MODEL_CONFIGS` (64 x 176 images, 21 depth bins for the small ones) on a
     +-50 m grid of `grid_res` m cells; `final_dim` (H, W) px changes the network input size
-    (the training resize range follows it: `lss.train.consistent_resize_lim`)."""
+    (the training resize range follows it: `lss.train.consistent_resize_lim`), `downsample` the
+    camera feature stride (`LSSConfig.downsample`)."""
     cfg = MODEL_CONFIGS[name]()
+    if downsample is not None:
+        cfg = cfg.replace(downsample=downsample)
     if final_dim is not None:
         cfg = cfg.replace(image=dataclasses.replace(cfg.image, final_dim=tuple(final_dim)))
     cfg = consistent_resize_lim(cfg)
@@ -276,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         help="network input size in px (default: the config's, 64 176 for the small ones)",
     )
     p.add_argument(
+        "--downsample",
+        type=int,
+        choices=SUPPORTED_DOWNSAMPLES,
+        default=None,
+        help="camera feature stride (default: the config's, 8 for small_cpu)",
+    )
+    p.add_argument(
         "--config",
         choices=tuple(MODEL_CONFIGS),
         default="small_cpu",
@@ -320,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     nusc = NuScenes(version="v1.0-mini", dataroot=str(data), verbose=False)
     train_names, val_names = split_scene_names(args.scenes, args.val_scenes)
     train_names += [scene_name(args.scenes + i) for i in range(args.extra_train_scenes)]
-    cfg = proof_config(args.grid_res, args.config, args.final_dim)
+    cfg = proof_config(args.grid_res, args.config, args.final_dim, args.downsample)
     torch.manual_seed(args.seed)  # untrained baseline = train()'s initial weights (same seed)
     untrained = LiftSplatShoot(cfg)
 

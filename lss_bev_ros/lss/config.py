@@ -38,9 +38,10 @@ Bound = tuple[float, float, float]  # (lower m, upper m, step m)
 
 POOLING_MODES: tuple[str, ...] = ("precomputed", "cumsum")
 SUPPORTED_TRUNKS: tuple[str, ...] = ("efficientnet-b0",)
-#: Camera feature-map strides: 16 (reference: EfficientNet-B0 reduction_4) or 8 (one more
-#: :class:`lss.model.Up` that fuses reduction_3, twice the rows and columns of lifted features).
-SUPPORTED_DOWNSAMPLES: tuple[int, ...] = (16, 8)
+#: Camera feature-map strides: 16 (reference: EfficientNet-B0 reduction_4), 8 (one more
+#: :class:`lss.model.Up` that fuses reduction_3, twice the rows and columns of lifted features)
+#: or 4 (another that fuses reduction_2, four times the rows and columns).
+SUPPORTED_DOWNSAMPLES: tuple[int, ...] = (16, 8, 4)
 #: BEV encoder architectures (``lss.model.BEV_ENCODERS`` maps each name to its module):
 #: ``resnet18`` is the reference decoder (62.4 GFLOP at 200 x 200), ``slim`` the CPU one.
 BEV_ENCODER_NAMES: tuple[str, ...] = ("resnet18", "slim")
@@ -220,8 +221,8 @@ class LSSConfig:
             raise ValueError(f"trunk must be one of {SUPPORTED_TRUNKS}, got {self.trunk!r}")
         if self.downsample not in SUPPORTED_DOWNSAMPLES:
             raise ValueError(
-                f"downsample must be one of {SUPPORTED_DOWNSAMPLES} (EfficientNet-B0 reduction_4 "
-                f"or reduction_3 endpoint), got {self.downsample!r}"
+                f"downsample must be one of {SUPPORTED_DOWNSAMPLES} (EfficientNet-B0 reduction_4, "
+                f"reduction_3 or reduction_2 endpoint), got {self.downsample!r}"
             )
         h, w = self.image.final_dim
         if h % self.downsample or w % self.downsample:

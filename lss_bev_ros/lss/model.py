@@ -32,11 +32,13 @@ from .config import SUPPORTED_DOWNSAMPLES, LSSConfig
 from .geometry import create_frustum, frustum_to_ego
 from .pooling import FixedPooling, PrecomputedPooling, cumsum_pool
 
-#: EfficientNet-B0 channels at the 1/8 (reduction_3), 1/16 (reduction_4) and 1/32 (reduction_5)
-#: endpoints.
-_B0_RED3_CH, _B0_RED4_CH, _B0_RED5_CH = 40, 112, 320
+#: EfficientNet-B0 channels at the 1/4 (reduction_2), 1/8 (reduction_3), 1/16 (reduction_4) and
+#: 1/32 (reduction_5) endpoints.
+_B0_RED2_CH, _B0_RED3_CH, _B0_RED4_CH, _B0_RED5_CH = 24, 40, 112, 320
 #: Channels of the extra stride-8 fusion (``CamEncode.up2``), kept small: it runs at 4x the cells.
 _STRIDE8_CH = 128
+#: Channels of the extra stride-4 fusion (``CamEncode.up3``): 16x the cells of stride 16.
+_STRIDE4_CH = 64
 
 
 class Up(nn.Module):
@@ -90,7 +92,9 @@ class CamEncode(nn.Module):
     (channels last, so the pooling can view it as ``points x C`` without a copy), ``s`` =
     ``downsample``: 16 as the reference (reduction_5 up x2 ++ reduction_4 -> ``up1`` -> 512 ch),
     or 8: ``up1``'s output up x2 ++ reduction_3 (40 ch) -> ``up2`` -> 128 ch (not in the
-    reference; twice the feature rows and columns for small inputs such as 64 x 176).
+    reference; twice the feature rows and columns for small inputs such as 64 x 176), or 4:
+    ``up2``'s output up x2 ++ reduction_2 (24 ch) -> ``up3`` -> 64 ch (four times the rows and
+    columns of the reference).
     """
 
     def __init__(
@@ -109,36 +113,46 @@ class CamEncode(nn.Module):
         self.trunk = _build_efficientnet_b0()
         self.up1 = Up(_B0_RED5_CH + _B0_RED4_CH, 512)
         head_in = 512
-        if downsample == 8:
+        if downsample <= 8:
             self.up2 = Up(512 + _B0_RED3_CH, _STRIDE8_CH)
             head_in = _STRIDE8_CH
+        if downsample == 4:
+            self.up3 = Up(_STRIDE8_CH + _B0_RED2_CH, _STRIDE4_CH)
+            head_in = _STRIDE4_CH
         self.depthnet = nn.Conv2d(head_in, D + C, kernel_size=1, padding=0)
-        # Index of the last block at 1/16 (reduction_4) and 1/8 (reduction_3) resolution, found
-        # from the strides: the reference collects them by comparing feature-map sizes.
+        # Index of the last block at 1/16 (reduction_4), 1/8 (reduction_3) and 1/4 (reduction_2)
+        # resolution, found from the strides: the reference collects them by comparing
+        # feature-map sizes.
         strides = [max(b._depthwise_conv.stride) for b in self.trunk._blocks]
         s2 = [i for i, s in enumerate(strides) if s > 1]
         self._red4_idx = s2[-1] - 1
         self._red3_idx = s2[-2] - 1
+        self._red2_idx = s2[-3] - 1
 
     def get_eff_depth(self, x: Tensor) -> Tensor:
         """``BN x 3 x H x W`` -> ``BN x 512 x H/16 x W/16`` (reduction_5 up x2 ++ reduction_4),
-        or ``BN x 128 x H/8 x W/8`` with ``downsample`` 8 (that, up x2 ++ reduction_3)."""
+        or ``BN x 128 x H/8 x W/8`` with ``downsample`` 8 (that, up x2 ++ reduction_3), or
+        ``BN x 64 x H/4 x W/4`` with ``downsample`` 4 (that, up x2 ++ reduction_2)."""
         t = self.trunk
         x = t._swish(t._bn0(t._conv_stem(x)))
-        red3 = red4 = x
+        red2 = red3 = red4 = x
         n_blocks = len(t._blocks)
         for idx, block in enumerate(t._blocks):
             rate = t._global_params.drop_connect_rate
             if rate:
                 rate *= float(idx) / n_blocks
             x = block(x, drop_connect_rate=rate)
-            if idx == self._red3_idx:
+            if idx == self._red2_idx:
+                red2 = x
+            elif idx == self._red3_idx:
                 red3 = x
             elif idx == self._red4_idx:
                 red4 = x
         x = self.up1(x, red4)
-        if self.downsample == 8:
+        if self.downsample <= 8:
             x = self.up2(x, red3)
+        if self.downsample == 4:
+            x = self.up3(x, red2)
         return x
 
     def get_depth_feat(self, x: Tensor) -> tuple[Tensor, Tensor]:

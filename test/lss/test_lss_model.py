@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -222,9 +223,12 @@ def _reference_eff_depth(enc: CamEncode, x: torch.Tensor) -> torch.Tensor:
         prev_x = x
     endpoints[f"reduction_{len(endpoints) + 1}"] = x
     x = enc.up1(endpoints["reduction_5"], endpoints["reduction_4"])
-    if enc.downsample == 8:  # ours, not in the reference: one more Up with reduction_3
+    if enc.downsample <= 8:  # ours, not in the reference: one more Up with reduction_3
         assert endpoints["reduction_3"].shape[1] == 40
         x = enc.up2(x, endpoints["reduction_3"])
+    if enc.downsample == 4:  # and one more with reduction_2
+        assert endpoints["reduction_2"].shape[1] == 24
+        x = enc.up3(x, endpoints["reduction_2"])
     return x
 
 
@@ -258,3 +262,26 @@ def test_stride8_camencode_lifts_twice_the_rows_and_columns() -> None:
     assert model.frustum.shape[:3] == (cfg.depth_bins, 8, 22)
     rig = LSSConfig.small()  # stride 16 keeps the reference layout: no up2
     assert not hasattr(LiftSplatShoot(rig).camencode, "up2")
+    assert not hasattr(enc, "up3")
+
+
+def test_stride4_camencode_lifts_four_times_the_rows_and_columns() -> None:
+    """downsample 4: the stride-8 fusion up x2 ++ reduction_2, 16 x 44 features at 64 x 176."""
+    torch.manual_seed(0)
+    cfg = LSSConfig.small_cpu(downsample=4)
+    model = LiftSplatShoot(cfg).eval()
+    enc = model.camencode
+    img = torch.randn(2, 3, 64, 176)
+    with torch.no_grad():
+        assert torch.allclose(enc.get_eff_depth(img), _reference_eff_depth(enc, img), atol=1e-6)
+        feats = enc(img)
+    assert cfg.feature_size == (16, 44)
+    assert feats.shape == (2, cfg.depth_bins, 16, 44, cfg.cam_channels)
+    assert model.frustum.shape[:3] == (cfg.depth_bins, 16, 44)
+    out = model.train()(img.unsqueeze(0), *rig_calibration(cfg, ncams=2))
+    assert out.shape == (1, 1, 200, 200)
+    out.mean().backward()  # the new fusion is on the gradient path
+    assert enc.up3.conv[0].weight.grad is not None
+    assert enc.up3.conv[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="divisible by downsample"):
+        cfg.replace(image=dataclasses.replace(cfg.image, final_dim=(66, 176)))
