@@ -351,7 +351,7 @@ def score(seqs: list[list[Frame]], cfg: FusionConfig | None,
             if fusion is None:
                 prob, known = f.prob, f.known
             else:
-                objs = objects[si][fi] if objects is not None else []
+                objs = objects[si][fi] if objects is not None else None
                 t0 = time.perf_counter()
                 out = fusion.update(f.stamp, f.prob, f.known, f.pose, objs)
                 t_fuse += time.perf_counter() - t0
@@ -388,7 +388,7 @@ def score_map(seqs: list[list[Frame]], nusc: Any, cfg: FusionConfig,
         fusion = GridFusion(cfg)
         prev: tuple[MapWindow, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         for fi, f in enumerate(frames):
-            objs = objects[si][fi] if objects is not None else []
+            objs = objects[si][fi] if objects is not None else None
             t0 = time.perf_counter()
             out = fusion.update(f.stamp, f.prob, f.known, f.pose, objs)
             win = fusion.map_window()
@@ -491,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decay-time-s", type=float, default=None)
     ap.add_argument("--object-margin-m", type=float, default=None)
     ap.add_argument("--object-min-speed-mps", type=float, default=None)
+    ap.add_argument("--static-history-band-logodds", type=float, default=None)
     args = ap.parse_args(argv)
     import torch
 
@@ -506,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
                               ("flip_margin_logodds", args.flip_margin_logodds),
                               ("decay_time_s", args.decay_time_s),
                               ("object_margin_m", args.object_margin_m),
-                              ("object_min_speed_mps", args.object_min_speed_mps))
+                              ("object_min_speed_mps", args.object_min_speed_mps),
+                              ("static_history_band_logodds",
+                               args.static_history_band_logodds))
             if v is not None}
     cfg = replace(FusionConfig(), **over)
     print(f"FusionConfig: {cfg}")

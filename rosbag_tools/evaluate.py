@@ -501,10 +501,11 @@ class ReplayEvaluator:
             self._track_sets = TrackSetBuffer()
         self._track_sets.add(stamp, [ObjectMotion.from_object(t, stamp) for t in frame.tracked])
 
-    def _fusion_objects(self, stamp: float) -> list[Any]:
-        """fusion_node's rule (:class:`lss_bev_ros.fusion.TrackSetBuffer`, its defaults)."""
+    def _fusion_objects(self, stamp: float) -> list[Any] | None:
+        """fusion_node's rule (:class:`lss_bev_ros.fusion.TrackSetBuffer`, its defaults);
+        None: no usable track set."""
         best = None if self._track_sets is None else self._track_sets.for_stamp(stamp)
-        return [] if best is None else best[1]
+        return None if best is None else best[1]
 
     def _read_poses(self, reader: Any) -> Any:
         """All ``/odom`` poses (map -> base_link) of the bag, for the fused grid."""

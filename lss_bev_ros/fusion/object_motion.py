@@ -184,3 +184,16 @@ def transport_history(logodds: np.ndarray, origin: tuple[int, int], res: float,
     for ni, nj, vals in moved:  # after all clearing: overlapping boxes keep the moved values
         logodds[ni, nj] = vals
     return touched
+
+
+def moving_box_mask(shape: tuple[int, int], origin: tuple[int, int], res: float,
+                    objects: Sequence[ObjectMotion], t: float, margin_m: float) -> np.ndarray:
+    """``W x W`` bool: window cells whose centres lie in a box of ``objects`` at ``t`` (s,
+    constant-velocity extrapolation), each enlarged by ``margin_m`` (m) on every side."""
+    mask = np.zeros(shape, dtype=bool)
+    for o in objects:
+        cx, cy = o.centre_at(t)
+        ii, jj = _box_cells(cx, cy, o.yaw, 0.5 * o.length + margin_m, 0.5 * o.width + margin_m,
+                            origin, res, shape)
+        mask[ii, jj] = True
+    return mask

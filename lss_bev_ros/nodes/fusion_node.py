@@ -27,7 +27,10 @@ takes the objects node's ``lss_bev_ros/TrackedObjects`` in ``map_frame``. For a 
 ``max_track_age_s``): the objects node publishes the tracks of grid ``t`` only after it has
 read grid ``t``, so this is the set the tracker had one frame earlier, the same set the offline
 evaluation passes, whatever the arrival order. Each track is extrapolated by its velocity to
-the stamps the fusion needs (:mod:`lss_bev_ros.fusion.object_motion`).
+the stamps the fusion needs (:mod:`lss_bev_ros.fusion.object_motion`). Without a usable set
+(none received yet, or the newest too old) the grid is fused with ego motion only and the narrow
+``history_band_logodds`` everywhere; with one, ``static_history_band_logodds`` applies outside
+the moving track boxes (:class:`~lss_bev_ros.fusion.FusionConfig`).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ POSE_SOURCES = ("odom", "tf")
 _FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds",
                   "flip_margin_logodds", "decay_time_s", "unknown_after_s", "max_gap_s",
                   "max_reorder_s", "max_jump_m", "max_jump_rad",
-                  "object_min_speed_mps", "object_margin_m")
+                  "object_min_speed_mps", "object_margin_m", "static_history_band_logodds")
 
 #: FusionStatus -> diagnostics counter (errors are logged and turn the status WARN)
 _STATUS_KEYS = {
@@ -146,6 +149,9 @@ class FusionNode(PerceptionNode):
                   "history (m/s)", min=0.01, max=100.0),
         ParamSpec("object_margin_m", 0.5, "track boxes are enlarged by this on every side (m)",
                   min=0.0, max=10.0),
+        ParamSpec("static_history_band_logodds", FusionConfig.static_history_band_logodds,
+                  "with a track set: history band of the cells outside every moving track box "
+                  "(0: history_band_logodds everywhere)", min=0.0, max=20.0),
     )
 
     def __init__(self, **kwargs: Any) -> None:
@@ -288,15 +294,15 @@ class FusionNode(PerceptionNode):
             self._tracks.reorder_s = float(self.p("max_reorder_s"))
             self._tracks.add(stamp, objs)
 
-    def _objects_for(self, stamp: float) -> list[ObjectMotion]:
-        """Track set for a grid at ``stamp`` (call under the lock)."""
+    def _objects_for(self, stamp: float) -> list[ObjectMotion] | None:
+        """Track set for a grid at ``stamp`` (call under the lock); None: no usable set."""
         if not len(self._tracks):
-            return []
+            return None
         self._tracks.max_age_s = float(self.p("max_track_age_s"))
         best = self._tracks.for_stamp(stamp)
         if best is None:
             self.diag.count("stale_objects")
-            return []
+            return None
         return best[1]
 
     # -- grids ------------------------------------------------------------------------------

@@ -4,11 +4,19 @@ with it, the cells it left do not keep it, and unusable objects change nothing."
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from lss_bev_ros.conversions import GridSpec
-from lss_bev_ros.fusion import FusionConfig, GridFusion, ObjectMotion, Pose2D, transport_history
+from lss_bev_ros.fusion import (
+    FusionConfig,
+    GridFusion,
+    ObjectMotion,
+    Pose2D,
+    moving_box_mask,
+    transport_history,
+)
 
 GRID = GridSpec()  # 200 x 200 cells of 0.5 m from (-50, -50), base_link
 CFG = FusionConfig(grid=GRID)
@@ -78,7 +86,7 @@ def test_slow_or_non_finite_objects_change_nothing():
     a, b = GridFusion(CFG), GridFusion(CFG)
     for k in range(5):
         prob, known = _frame(k, 0.8)
-        oa = a.update(DT * k, prob, known, EGO)
+        oa = a.update(DT * k, prob, known, EGO, [])  # a track set with nothing moving
         ob = b.update(DT * k, prob, known, EGO, objs)
     assert oa is not None and ob is not None
     np.testing.assert_array_equal(oa.probability, ob.probability)
@@ -114,3 +122,43 @@ def test_track_set_buffer_gives_the_set_before_the_grid_and_forgets_a_looped_tim
     assert buf.for_stamp(13.0) is None  # the newest is older than max_age_s
     buf.add(2.0, [car])  # looped bag
     assert len(buf) == 1 and buf.for_stamp(2.5) is not None
+
+
+def _weakly_contradicted_block(objects: list[ObjectMotion] | None, weak_frames: int) -> bool:
+    """A block at (20, -10) m seen occupied for 4 frames, then ``weak_frames`` frames of weak
+    free evidence (p 0.3); returns whether it is still occupied in the fused grid. ``objects``
+    is the track set given with every frame (None: no tracker)."""
+    cfg = replace(CFG, static_history_band_logodds=2.0)
+    block = (np.abs(BX - 20.0) <= 1.5) & (np.abs(BY + 10.0) <= 1.5)
+    fusion = GridFusion(cfg)
+    out = None
+    for k in range(4 + weak_frames):
+        prob = np.full((GRID.nx, GRID.ny), 0.05, np.float32)
+        prob[block] = 0.95 if k < 4 else 0.3
+        out = fusion.update(DT * k, prob, np.ones_like(block), EGO, objects)
+    assert out is not None
+    return bool(np.all(out.probability[block] > 0.5))
+
+
+def test_static_band_steadies_cells_outside_moving_boxes_only():
+    # without a track set the narrow band: two weak frames clear the block (module docstring)
+    assert not _weakly_contradicted_block(None, 2)
+    # a track set with nothing moving near it: the static band holds the block through them
+    assert _weakly_contradicted_block([], 2)
+    far_car = ObjectMotion(-30.0, 30.0, 0.0, 4.5, 2.0, SPEED, 0.0, 0.0)
+    assert _weakly_contradicted_block([far_car], 2)
+    # a moving track over the block: the narrow band again (no trails behind moving cars)
+    over = ObjectMotion(20.0, -10.0, 0.0, 4.5, 4.0, 0.0, 1.0, DT * 4)
+    assert not _weakly_contradicted_block([over], 2)
+    # the static band only delays a weak contradiction; it does not outlast it
+    assert not _weakly_contradicted_block([], 4)
+
+
+def test_moving_box_mask_marks_the_extrapolated_enlarged_box():
+    obj = ObjectMotion(6.0, 10.5, 0.0, 2.0, 1.0, 5.0, 0.0, 0.0)  # 5 m/s along +x
+    mask = moving_box_mask((40, 40), (0, 0), 0.5, [obj], 0.4, margin_m=0.5)
+    ii, jj = np.nonzero(mask)
+    xs, ys = (ii + 0.5) * 0.5, (jj + 0.5) * 0.5  # cell centres (m)
+    assert abs(xs.mean() - 8.0) < 1e-6 and abs(ys.mean() - 10.5) < 1e-6  # moved 2 m
+    assert xs.max() - xs.min() == 2.5 and ys.max() - ys.min() == 1.5  # 3 m x 2 m of centres
+    assert not moving_box_mask((40, 40), (0, 0), 0.5, [], 0.4, margin_m=0.5).any()
