@@ -57,7 +57,7 @@ def test_frozen_and_round_trip() -> None:
         lambda: GridConfig(xbound=(50.0, -50.0, 0.5)),
         lambda: ImageConfig(final_dim=(0, 352)),
         lambda: LSSConfig(pooling="magic"),
-        lambda: LSSConfig(downsample=4),
+        lambda: LSSConfig(downsample=2),
         lambda: LSSConfig(image=ImageConfig(final_dim=(120, 352))),
         lambda: LSSConfig(trunk="resnet50"),
     ],
