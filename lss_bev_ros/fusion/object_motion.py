@@ -141,6 +141,14 @@ def _box_cells(cx: float, cy: float, yaw: float, half_l: float, half_w: float,
     return ii[inside], jj[inside]
 
 
+def _enlarged_box_cells(o: ObjectMotion, t: float, margin_m: float, origin: tuple[int, int],
+                        res: float, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_box_cells` of ``o``'s box at ``t`` (s), enlarged by ``margin_m`` on every side."""
+    cx, cy = o.centre_at(t)
+    return _box_cells(cx, cy, o.yaw, 0.5 * o.length + margin_m, 0.5 * o.width + margin_m,
+                      origin, res, shape)
+
+
 def transport_history(logodds: np.ndarray, origin: tuple[int, int], res: float,
                       objects: Sequence[ObjectMotion], t0: float, t1: float,
                       margin_m: float) -> int:
@@ -164,11 +172,10 @@ def transport_history(logodds: np.ndarray, origin: tuple[int, int], res: float,
     moved: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     touched = 0
     for o in objects:
-        hl, hw = 0.5 * o.length + margin_m, 0.5 * o.width + margin_m
         x0, y0 = o.centre_at(t0)
         x1, y1 = o.centre_at(t1)
-        oi, oj = _box_cells(x0, y0, o.yaw, hl, hw, origin, res, shape)
-        ni, nj = _box_cells(x1, y1, o.yaw, hl, hw, origin, res, shape)
+        oi, oj = _enlarged_box_cells(o, t0, margin_m, origin, res, shape)
+        ni, nj = _enlarged_box_cells(o, t1, margin_m, origin, res, shape)
         if oi.size == 0 and ni.size == 0:
             continue
         touched += 1
@@ -192,8 +199,6 @@ def moving_box_mask(shape: tuple[int, int], origin: tuple[int, int], res: float,
     constant-velocity extrapolation), each enlarged by ``margin_m`` (m) on every side."""
     mask = np.zeros(shape, dtype=bool)
     for o in objects:
-        cx, cy = o.centre_at(t)
-        ii, jj = _box_cells(cx, cy, o.yaw, 0.5 * o.length + margin_m, 0.5 * o.width + margin_m,
-                            origin, res, shape)
+        ii, jj = _enlarged_box_cells(o, t, margin_m, origin, res, shape)
         mask[ii, jj] = True
     return mask

@@ -247,19 +247,25 @@ def test_camencode_matches_reference_formulation(small_model: LiftSplatShoot) ->
     assert torch.allclose(feats, new_x.permute(0, 2, 3, 4, 1), atol=1e-6)
 
 
-def test_stride8_camencode_lifts_twice_the_rows_and_columns() -> None:
-    """downsample 8: reduction_4's fusion up x2 ++ reduction_3, 8 x 22 features at 64 x 176."""
+def _check_strided_camencode(cfg: LSSConfig, feat_hw: tuple[int, int]) -> LiftSplatShoot:
+    """``cfg``'s camera encoder equals the reference endpoint formulation (plus our fusions) and
+    lifts ``feat_hw`` features per camera at 64 x 176; returns the (eval) model."""
     torch.manual_seed(0)
-    cfg = LSSConfig.small(downsample=8)
     model = LiftSplatShoot(cfg).eval()
     enc = model.camencode
     img = torch.randn(2, 3, 64, 176)
     with torch.no_grad():
         assert torch.allclose(enc.get_eff_depth(img), _reference_eff_depth(enc, img), atol=1e-6)
         feats = enc(img)
-    assert cfg.feature_size == (8, 22)
-    assert feats.shape == (2, cfg.depth_bins, 8, 22, cfg.cam_channels)
-    assert model.frustum.shape[:3] == (cfg.depth_bins, 8, 22)
+    assert cfg.feature_size == feat_hw
+    assert feats.shape == (2, cfg.depth_bins, *feat_hw, cfg.cam_channels)
+    assert model.frustum.shape[:3] == (cfg.depth_bins, *feat_hw)
+    return model
+
+
+def test_stride8_camencode_lifts_twice_the_rows_and_columns() -> None:
+    """downsample 8: reduction_4's fusion up x2 ++ reduction_3, 8 x 22 features at 64 x 176."""
+    enc = _check_strided_camencode(LSSConfig.small(downsample=8), (8, 22)).camencode
     rig = LSSConfig.small()  # stride 16 keeps the reference layout: no up2
     assert not hasattr(LiftSplatShoot(rig).camencode, "up2")
     assert not hasattr(enc, "up3")
@@ -267,18 +273,11 @@ def test_stride8_camencode_lifts_twice_the_rows_and_columns() -> None:
 
 def test_stride4_camencode_lifts_four_times_the_rows_and_columns() -> None:
     """downsample 4: the stride-8 fusion up x2 ++ reduction_2, 16 x 44 features at 64 x 176."""
-    torch.manual_seed(0)
     cfg = LSSConfig.small_cpu(downsample=4)
-    model = LiftSplatShoot(cfg).eval()
+    model = _check_strided_camencode(cfg, (16, 44))
     enc = model.camencode
-    img = torch.randn(2, 3, 64, 176)
-    with torch.no_grad():
-        assert torch.allclose(enc.get_eff_depth(img), _reference_eff_depth(enc, img), atol=1e-6)
-        feats = enc(img)
-    assert cfg.feature_size == (16, 44)
-    assert feats.shape == (2, cfg.depth_bins, 16, 44, cfg.cam_channels)
-    assert model.frustum.shape[:3] == (cfg.depth_bins, 16, 44)
-    out = model.train()(img.unsqueeze(0), *rig_calibration(cfg, ncams=2))
+    img = torch.randn(1, 2, 3, 64, 176)
+    out = model.train()(img, *rig_calibration(cfg, ncams=2))
     assert out.shape == (1, 1, 200, 200)
     out.mean().backward()  # the new fusion is on the gradient path
     assert enc.up3.conv[0].weight.grad is not None
