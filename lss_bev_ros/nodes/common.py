@@ -9,6 +9,8 @@ lifecycle manager can instead leave it false.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -468,25 +470,71 @@ def spin_until_shutdown(executor: Any) -> None:
             raise
 
 
+class SigintGate:
+    """Python-level SIGINT handler for a node process's main thread.
+
+    ``rclpy.init`` installs rclpy's handler on top of this one: it shuts the context down
+    (which wakes and ends ``executor.spin()``) and then chains here. While the node starts
+    (``raises`` True) this raises ``KeyboardInterrupt``, so a Ctrl-C stops a long model load;
+    once the executor spins it only records the request. A ``KeyboardInterrupt`` raised
+    asynchronously in the main thread inside the executor's thread-pool code can orphan a
+    worker thread that the interpreter then joins forever at exit (a Ctrl-C that never ends).
+    """
+
+    def __init__(self) -> None:
+        self.raises = True
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self.raises:
+            raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> tuple[SigintGate | None, Any]:
+        """(gate, previous handler), or (None, None) off the main thread or when SIGINT has a
+        handler that is not Python's default (ignored in a background job, set by the user)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None, None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return None, None
+        gate = cls()
+        signal.signal(signal.SIGINT, gate)
+        return gate, previous
+
+
 def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> int:
-    """Entry point body for a node ``main()``: init, autostart, spin multi-threaded, shut down."""
-    rclpy.init(args=args)
+    """Entry point body for a node ``main()``: init, autostart, spin multi-threaded, shut down.
+
+    Ctrl-C (SIGINT) ends it cleanly at any point: during start-up as ``KeyboardInterrupt``,
+    while spinning through rclpy's context shutdown only (see :class:`SigintGate`)."""
+    gate, previous = SigintGate.install()
     node = None
+    executor = None
     try:
+        rclpy.init(args=args)
         node = node_cls()
         node.maybe_autostart()
         executor = MultiThreadedExecutor()
         executor.add_node(node)
+        if gate is not None:
+            gate.raises = False
         spin_until_shutdown(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if gate is not None:
+            gate.raises = False
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
         if node is not None:
             # the context may already be shut down (Ctrl-C): run the hooks, not transitions
             if node.active:
                 node.active = False
                 node._run_hook(node.on_deactivate_impl, "deactivate")
             node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
@@ -11,6 +13,7 @@ from rclpy.parameter import Parameter
 from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
+    SigintGate,
     sec_to_stamp,
     stamp_to_sec,
 )
@@ -124,3 +127,23 @@ def test_rules_between_parameters_are_checked_on_set_and_at_start(ros_context) -
     with pytest.raises(ValueError, match="flip_margin_logodds must be <= max_logodds"):
         FusionNode(context=ros_context, parameter_overrides=[
             Parameter("flip_margin_logodds", value=2.5)])
+
+
+def test_sigint_gate_interrupts_start_up_only_and_respects_an_ignored_sigint() -> None:
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        gate, before = SigintGate.install()
+        assert gate is not None and before is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is gate
+        with pytest.raises(KeyboardInterrupt):  # starting: Ctrl-C stops a long model load
+            signal.raise_signal(signal.SIGINT)
+        gate.raises = False  # spinning: recorded only, rclpy's handler ends the spin
+        gate.requested = False
+        signal.raise_signal(signal.SIGINT)
+        assert gate.requested
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a background job: left alone
+        assert SigintGate.install() == (None, None)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

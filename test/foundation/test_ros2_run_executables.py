@@ -29,9 +29,14 @@ def _stop(proc: subprocess.Popen) -> tuple[int, str]:
         proc.send_signal(signal.SIGINT)
     try:
         out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+    except subprocess.TimeoutExpired:  # hung: SIGABRT makes faulthandler print every thread
+        proc.send_signal(signal.SIGABRT)
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        out = f"no exit 30 s after SIGINT; threads at SIGABRT:\n{out}"
     return proc.returncode, out
 
 
@@ -43,7 +48,7 @@ def test_installed_eval_node_executable_comes_up_active_over_dds(ros_context, sp
     ex.add_node(listener)
     proc = subprocess.Popen(
         [str(_executable("eval_node")), "--ros-args", "-r", "__node:=lss_ros2_run_eval"],
-        cwd=str(REPO), env=dict(os.environ), stdout=subprocess.PIPE,
+        cwd=str(REPO), env=dict(os.environ, PYTHONFAULTHANDLER="1"), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     try:
         seen = spin(ex, lambda: any(s.name == "/lss_ros2_run_eval" for a in got
@@ -54,7 +59,7 @@ def test_installed_eval_node_executable_comes_up_active_over_dds(ros_context, sp
         ex.shutdown()
         listener.destroy_node()
     assert seen and alive, f"no diagnostics from the installed eval_node (rc {rc}):\n{out[-3000:]}"
-    assert rc == 0 and "Traceback" not in out, out[-3000:]
+    assert rc == 0 and "Traceback" not in out, f"rc {rc}:\n{out[-6000:]}"
 
 
 def test_installed_pipeline_executable_runs_eval_node_and_stops(tmp_path) -> None:
