@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import signal
+import subprocess
+import sys
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -13,7 +14,6 @@ from rclpy.parameter import Parameter
 from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
-    SigintGate,
     sec_to_stamp,
     stamp_to_sec,
 )
@@ -129,21 +129,32 @@ def test_rules_between_parameters_are_checked_on_set_and_at_start(ros_context) -
             Parameter("flip_margin_logodds", value=2.5)])
 
 
+_GATE_SCRIPT = """
+import signal
+from lss_bev_ros.nodes.common import SigintGate
+signal.signal(signal.SIGINT, signal.default_int_handler)
+gate, before = SigintGate.install()
+assert gate is not None and before is signal.default_int_handler
+assert signal.getsignal(signal.SIGINT) is gate
+try:
+    signal.raise_signal(signal.SIGINT)  # starting: Ctrl-C stops a long model load
+    raise SystemExit("no KeyboardInterrupt while starting")
+except KeyboardInterrupt:
+    pass
+gate.raises = False  # spinning: recorded only, rclpy's handler ends the spin
+gate.requested = False
+signal.raise_signal(signal.SIGINT)
+assert gate.requested
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a background job: left alone
+assert SigintGate.install() == (None, None)
+assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+print("gate ok")
+"""
+
+
 def test_sigint_gate_interrupts_start_up_only_and_respects_an_ignored_sigint() -> None:
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        gate, before = SigintGate.install()
-        assert gate is not None and before is signal.default_int_handler
-        assert signal.getsignal(signal.SIGINT) is gate
-        with pytest.raises(KeyboardInterrupt):  # starting: Ctrl-C stops a long model load
-            signal.raise_signal(signal.SIGINT)
-        gate.raises = False  # spinning: recorded only, rclpy's handler ends the spin
-        gate.requested = False
-        signal.raise_signal(signal.SIGINT)
-        assert gate.requested
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a background job: left alone
-        assert SigintGate.install() == (None, None)
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # its own interpreter: replacing SIGINT here would drop rclpy's handler from the test
+    # process, and every later child would inherit an ignored SIGINT
+    proc = subprocess.run([sys.executable, "-c", _GATE_SCRIPT], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "gate ok" in proc.stdout, proc.stderr[-3000:]
