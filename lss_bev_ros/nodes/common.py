@@ -491,17 +491,21 @@ class SigintGate:
             raise KeyboardInterrupt
 
     @classmethod
-    def install(cls) -> tuple[SigintGate | None, Any]:
-        """(gate, previous handler), or (None, None) off the main thread or when SIGINT has a
-        handler that is not Python's default (ignored in a background job, set by the user)."""
+    def install(cls) -> SigintGate | None:
+        """The installed gate (it replaces Python's default handler, which :meth:`uninstall`
+        puts back), or None off the main thread or when SIGINT has another handler (ignored
+        in a background job, set by the user)."""
         if threading.current_thread() is not threading.main_thread():
-            return None, None
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is not signal.default_int_handler:
-            return None, None
+            return None
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return None
         gate = cls()
         signal.signal(signal.SIGINT, gate)
-        return gate, previous
+        return gate
+
+    @staticmethod
+    def uninstall() -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> int:
@@ -509,7 +513,7 @@ def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> i
 
     Ctrl-C (SIGINT) ends it cleanly at any point: during start-up as ``KeyboardInterrupt``,
     while spinning through rclpy's context shutdown only (see :class:`SigintGate`)."""
-    gate, previous = SigintGate.install()
+    gate = SigintGate.install()
     node = None
     executor = None
     try:
@@ -535,6 +539,6 @@ def run_node(node_cls: type[PerceptionNode], args: list[str] | None = None) -> i
                 node._run_hook(node.on_deactivate_impl, "deactivate")
             node.destroy_node()
         rclpy.try_shutdown()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        if gate is not None:
+            gate.uninstall()
     return 0

@@ -133,9 +133,8 @@ _GATE_SCRIPT = """
 import signal
 from lss_bev_ros.nodes.common import SigintGate
 signal.signal(signal.SIGINT, signal.default_int_handler)
-gate, before = SigintGate.install()
-assert gate is not None and before is signal.default_int_handler
-assert signal.getsignal(signal.SIGINT) is gate
+gate = SigintGate.install()
+assert gate is not None and signal.getsignal(signal.SIGINT) is gate
 try:
     signal.raise_signal(signal.SIGINT)  # starting: Ctrl-C stops a long model load
     raise SystemExit("no KeyboardInterrupt while starting")
@@ -146,8 +145,11 @@ gate.requested = False
 signal.raise_signal(signal.SIGINT)
 assert gate.requested
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # e.g. a background job: left alone
-assert SigintGate.install() == (None, None)
+assert SigintGate.install() is None
 assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+signal.signal(signal.SIGINT, gate)
+gate.uninstall()
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 print("gate ok")
 """
 
