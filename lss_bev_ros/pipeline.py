@@ -288,32 +288,49 @@ def main(argv: list[str] | None = None) -> int:
                         help="only validate the parameter file and print the plan")
     args, ros_args = parser.parse_known_args(argv)
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()] or None
-    try:
-        if args.check:
+    if args.check:
+        try:
             for name, cls, values in resolve(args.params_file, nodes):
                 print(f"{name} ({cls.__module__}.{cls.__name__}): {len(values)} parameters")
-            return 0
-        pipe = start(args.params_file, nodes, spin_in_thread=True,
-                     num_threads=args.threads or None, ros_args=ros_args)
-    except PipelineConfigError as exc:
-        print(f"pipeline: {exc}", file=sys.stderr)
-        return 2
-    print(f"[pipeline] running {', '.join(pipe.nodes)} (ROS_DOMAIN_ID="
-          f"{os.environ.get('ROS_DOMAIN_ID', '0')})", flush=True)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    t_end = time.monotonic() + args.duration if args.duration > 0 else None
+        except PipelineConfigError as exc:
+            print(f"pipeline: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    from lss_bev_ros.nodes.common import SigintGate
+
+    # same Ctrl-C rules as run_node: KeyboardInterrupt only while starting, then rclpy's
+    # handler (chained to the gate) shuts the context down and the loop below notices
+    gate = SigintGate.install()
     try:
+        try:
+            pipe = start(args.params_file, nodes, spin_in_thread=True,
+                         num_threads=args.threads or None, ros_args=ros_args)
+        except PipelineConfigError as exc:
+            print(f"pipeline: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 0  # start() already stopped what it had created
+        if gate is not None:
+            gate.raises = False
+        print(f"[pipeline] running {', '.join(pipe.nodes)} (ROS_DOMAIN_ID="
+              f"{os.environ.get('ROS_DOMAIN_ID', '0')})", flush=True)
+        done = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: done.set())
+        t_end = time.monotonic() + args.duration if args.duration > 0 else None
         while not done.is_set() and (t_end is None or time.monotonic() < t_end):
+            # SIGINT ends it even where it is ignored for Python (a background job): rclpy's
+            # own handler still shuts the context down
+            if not pipe.context.ok() or (gate is not None and gate.requested):
+                break
             if pipe.thread is not None and not pipe.thread.is_alive():
                 break
             done.wait(0.2)
-    except KeyboardInterrupt:
-        pass
-    print("[pipeline] stopping\n" + _summary(pipe), flush=True)
-    pipe.stop()
+        print("[pipeline] stopping\n" + _summary(pipe), flush=True)
+        pipe.stop()
+    finally:
+        if gate is not None:
+            gate.uninstall()
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
