@@ -338,6 +338,36 @@ def _tracks(seqs: list[list[Frame]], nusc: Any) -> list[list[list[ObjectMotion]]
     return out
 
 
+def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMotion]]],
+                        vmin: float, match_m: float = 2.0, static_mps: float = 0.3) -> str:
+    """One line: the speeds (m/s) of the tracks on parked and on moving GT vehicles (nearest GT
+    centre within ``match_m``; parked = GT speed < ``static_mps``), against ``vmin`` (m/s,
+    ``FusionConfig.object_min_speed_mps``: what the fusion treats as moving)."""
+    parked: list[float] = []
+    moving: list[float] = []
+    unmatched = 0
+    for frames, per in zip(seqs, tracks, strict=True):
+        for f, objs in zip(frames[:-1], per[1:], strict=True):  # tracks after frame f
+            for o in objs:
+                near = [(math.hypot(g.x - o.x, g.y - o.y), g) for g in f.gt_motion]
+                d, g = min(near, key=lambda t: t[0], default=(math.inf, None))
+                if g is None or d > match_m:
+                    unmatched += 1
+                else:
+                    (parked if g.speed < static_mps else moving).append(o.speed)
+
+    def desc(v: list[float]) -> str:
+        if not v:
+            return "none"
+        a = np.asarray(v)
+        p50, p90 = np.percentile(a, [50, 90])
+        return (f"n {a.size}, median {p50:.2f}, p90 {p90:.2f}, "
+                f">= {vmin:g} m/s: {np.mean(a >= vmin):.0%}")
+
+    return (f"track speeds (m/s): on parked GT vehicles {desc(parked)}; on moving GT vehicles "
+            f"{desc(moving)}; {unmatched} tracks > {match_m:g} m from any GT vehicle")
+
+
 def score(seqs: list[list[Frame]], cfg: FusionConfig | None,
           objects: list[list[list[ObjectMotion]]] | None = None) -> tuple[Score, float]:
     """Score single-frame grids (``cfg`` None) or fused grids (with ``objects[seq][frame]``
@@ -535,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{n_tracks} track states fed to the fusion)")
         print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused,
                     world_stable_floor(seqs))
+        print(track_speed_summary(seqs, tracks, cfg.object_min_speed_mps))
         single_map, _ = score_map(seqs, nusc, cfg, single_frame=True)
         fused_map = {"fused (ego motion)": score_map(seqs, nusc, cfg),
                      "fused + tracks": score_map(seqs, nusc, cfg, tracks)}

@@ -145,8 +145,9 @@ class FusionNode(PerceptionNode):
                   validator=_optional_topic),
         ParamSpec("max_track_age_s", 1.0, "a track set older than the grid by more than this "
                   "is not used (s)", min=0.0, max=10.0),
-        ParamSpec("object_min_speed_mps", 0.5, "tracks at least this fast move their "
-                  "history (m/s)", min=0.01, max=100.0),
+        ParamSpec("object_min_speed_mps", FusionConfig.object_min_speed_mps, "tracks at least "
+                  "this fast move their history (m/s; slower ones are parked-car jitter)",
+                  min=0.01, max=100.0),
         ParamSpec("object_margin_m", 0.5, "track boxes are enlarged by this on every side (m)",
                   min=0.0, max=10.0),
         ParamSpec("static_history_band_logodds", FusionConfig.static_history_band_logodds,

@@ -148,8 +148,11 @@ def test_static_band_steadies_cells_outside_moving_boxes_only():
     far_car = ObjectMotion(-30.0, 30.0, 0.0, 4.5, 2.0, SPEED, 0.0, 0.0)
     assert _weakly_contradicted_block([far_car], 2)
     # a moving track over the block: the narrow band again (no trails behind moving cars)
-    over = ObjectMotion(20.0, -10.0, 0.0, 4.5, 4.0, 0.0, 1.0, DT * 4)
+    over = ObjectMotion(20.0, -10.0, 0.0, 4.5, 4.0, 0.0, 4.0, DT * 4.5)  # covers it at 4, 5
     assert not _weakly_contradicted_block([over], 2)
+    # the same track slower than object_min_speed_mps counts as static: the static band
+    slow = replace(over, vy=0.5 * CFG.object_min_speed_mps)
+    assert _weakly_contradicted_block([slow], 2)
     # the static band only delays a weak contradiction; it does not outlast it
     assert not _weakly_contradicted_block([], 4)
 
