@@ -316,10 +316,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{os.environ.get('ROS_DOMAIN_ID', '0')})", flush=True)
         done = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: done.set())
+        if gate is None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # inherited as ignored (a background job): rclpy's handler on top of it shuts only
+            # the default context down, not the pipeline's, so SIGINT stops it here as it
+            # stops the node executables
+            signal.signal(signal.SIGINT, lambda *_: done.set())
         t_end = time.monotonic() + args.duration if args.duration > 0 else None
         while not done.is_set() and (t_end is None or time.monotonic() < t_end):
-            # SIGINT ends it even where it is ignored for Python (a background job): rclpy's
-            # own handler still shuts the context down
             if not pipe.context.ok() or (gate is not None and gate.requested):
                 break
             if pipe.thread is not None and not pipe.thread.is_alive():

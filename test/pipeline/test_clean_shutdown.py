@@ -67,15 +67,24 @@ def _finish(p: subprocess.Popen) -> tuple[int, str]:
     return p.returncode, err
 
 
-def _popen(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# sets SIGINT to SIG_DFL / SIG_IGN, then execs the interpreter on the rest (exec keeps both)
+_WITH_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, getattr(signal, "
+                "sys.argv[1])); os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
 
 
+def _popen(args: list[str], sigint: str = "SIG_DFL") -> subprocess.Popen:
+    """The child starts with SIGINT ``sigint`` ("SIG_IGN": as a background job of a
+    non-interactive shell; else whatever this process passes on would decide)."""
+    return subprocess.Popen([sys.executable, "-c", _WITH_SIGINT, sigint, *args], cwd=REPO,
+                            env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("sigint", ["SIG_DFL", "SIG_IGN"])
 def test_sigint_of_the_one_process_pipeline_mid_inference_exits_cleanly(
-        ros_context, synth_root, tmp_path):
+        ros_context, synth_root, tmp_path, sigint):
     params, _ = _yaml(tmp_path, synth_root)
-    p = _popen(["-m", "lss_bev_ros.pipeline", "--params-file", str(params)])
+    p = _popen(["-m", "lss_bev_ros.pipeline", "--params-file", str(params)], sigint)
     try:
         _wait_grid_then_sigint(ros_context, [p], p)
         rc, err = _finish(p)
