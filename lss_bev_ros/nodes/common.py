@@ -460,13 +460,14 @@ def sec_to_stamp(t: float) -> TimeMsg:
 def spin_until_shutdown(executor: Any) -> None:
     """``executor.spin()`` until Ctrl-C / shutdown. A shutdown that lands while the executor
     builds its wait set raises ``RCLError`` ("context is not valid", seen on Kilted): that is
-    a shutdown too, not a failure; any error while the context is still valid propagates."""
+    a shutdown too, not a failure; any error while the executor's context (the pipeline's
+    own, or the default one) is still valid propagates."""
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:
-        if rclpy.ok():
+        if executor.context.ok():
             raise
 
 

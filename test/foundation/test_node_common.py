@@ -15,6 +15,7 @@ from lss_bev_ros.nodes.common import (
     ParamSpec,
     PerceptionNode,
     sec_to_stamp,
+    spin_until_shutdown,
     stamp_to_sec,
 )
 
@@ -160,3 +161,25 @@ def test_sigint_gate_interrupts_start_up_only_and_respects_an_ignored_sigint() -
     proc = subprocess.run([sys.executable, "-c", _GATE_SCRIPT], capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0 and "gate ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_spin_until_shutdown_propagates_a_callback_error_of_its_own_context(ros_context) -> None:
+    # the executor's context decides, not the default one (not initialised here): an error
+    # while the pipeline's context is valid is a failure, not a shutdown
+    import rclpy
+
+    assert not rclpy.ok()  # default context
+    node = Node("spin_error", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+
+    def boom() -> None:
+        raise RuntimeError("callback failed")
+
+    node.create_timer(0.01, boom)
+    try:
+        with pytest.raises(RuntimeError, match="callback failed"):
+            spin_until_shutdown(ex)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
