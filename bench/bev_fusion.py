@@ -74,6 +74,7 @@ from lss_bev_ros.fusion import (  # noqa: E402
     MapWindow,
     ObjectMotion,
     Pose2D,
+    moving_objects,
     shift_cells,
     warp_grid,
 )
@@ -339,12 +340,12 @@ def _tracks(seqs: list[list[Frame]], nusc: Any) -> list[list[list[ObjectMotion]]
 
 
 def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMotion]]],
-                        vmin: float, match_m: float = 2.0, static_mps: float = 0.3) -> str:
+                        cfg: FusionConfig, match_m: float = 2.0, static_mps: float = 0.3) -> str:
     """One line: the speeds (m/s) of the tracks on parked and on moving GT vehicles (nearest GT
-    centre within ``match_m``; parked = GT speed < ``static_mps``), against ``vmin`` (m/s,
-    ``FusionConfig.object_min_speed_mps``: what the fusion treats as moving)."""
-    parked: list[float] = []
-    moving: list[float] = []
+    centre within ``match_m``; parked = GT speed < ``static_mps``) and the share of each that
+    the fusion treats as moving (``object_min_speed_mps`` and ``object_min_speed_sigmas``)."""
+    parked: list[ObjectMotion] = []
+    moving: list[ObjectMotion] = []
     unmatched = 0
     for frames, per in zip(seqs, tracks, strict=True):
         for f, objs in zip(frames[:-1], per[1:], strict=True):  # tracks after frame f
@@ -354,15 +355,19 @@ def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMo
                 if g is None or d > match_m:
                     unmatched += 1
                 else:
-                    (parked if g.speed < static_mps else moving).append(o.speed)
+                    (parked if g.speed < static_mps else moving).append(o)
 
-    def desc(v: list[float]) -> str:
-        if not v:
+    def desc(objs: list[ObjectMotion]) -> str:
+        if not objs:
             return "none"
-        a = np.asarray(v)
+        a = np.asarray([o.speed for o in objs])
         p50, p90 = np.percentile(a, [50, 90])
-        return (f"n {a.size}, median {p50:.2f}, p90 {p90:.2f}, "
-                f">= {vmin:g} m/s: {np.mean(a >= vmin):.0%}")
+        fast = np.mean(a >= cfg.object_min_speed_mps)
+        counted = len(moving_objects(objs, cfg.object_min_speed_mps,
+                                     cfg.object_min_speed_sigmas)) / len(objs)
+        return (f"n {a.size}, median {p50:.2f}, p90 {p90:.2f}, >= {cfg.object_min_speed_mps:g}"
+                f" m/s: {fast:.0%}, moving for the fusion (also >= "
+                f"{cfg.object_min_speed_sigmas:g} sigma): {counted:.0%}")
 
     return (f"track speeds (m/s): on parked GT vehicles {desc(parked)}; on moving GT vehicles "
             f"{desc(moving)}; {unmatched} tracks > {match_m:g} m from any GT vehicle")
@@ -521,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decay-time-s", type=float, default=None)
     ap.add_argument("--object-margin-m", type=float, default=None)
     ap.add_argument("--object-min-speed-mps", type=float, default=None)
+    ap.add_argument("--object-min-speed-sigmas", type=float, default=None)
     ap.add_argument("--static-history-band-logodds", type=float, default=None)
     args = ap.parse_args(argv)
     import torch
@@ -538,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
                               ("decay_time_s", args.decay_time_s),
                               ("object_margin_m", args.object_margin_m),
                               ("object_min_speed_mps", args.object_min_speed_mps),
+                              ("object_min_speed_sigmas", args.object_min_speed_sigmas),
                               ("static_history_band_logodds",
                                args.static_history_band_logodds))
             if v is not None}
@@ -565,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{n_tracks} track states fed to the fusion)")
         print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused,
                     world_stable_floor(seqs))
-        print(track_speed_summary(seqs, tracks, cfg.object_min_speed_mps))
+        print(track_speed_summary(seqs, tracks, cfg))
         single_map, _ = score_map(seqs, nusc, cfg, single_frame=True)
         fused_map = {"fused (ego motion)": score_map(seqs, nusc, cfg),
                      "fused + tracks": score_map(seqs, nusc, cfg, tracks)}

@@ -321,16 +321,22 @@ def tracked_objects_msg(objects: Iterable[Object3D], stamp: Any, frame_id: str,
 
 def object_from_tracked_msg(m: Any) -> dict[str, Any]:
     """``TrackedObject`` (duck-typed) -> plain dict in the header frame: x, y, z, yaw, length,
-    width, height, vx, vy (header frame, m/s), id, label, age_s (for tests, tools, the web)."""
+    width, height, vx, vy (header frame, m/s), velocity_covariance (2 x 2 ndarray, header
+    frame, (m/s)^2; None when the message says unknown), id, label, age_s (for tests, tools,
+    the web, fusion_node)."""
     p = m.kinematics.pose_with_covariance.pose
     yaw = quaternion_to_yaw(p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w)
     t = m.kinematics.twist_with_covariance.twist.linear
-    v = _rot(yaw) @ np.array([t.x, t.y])
+    r = _rot(yaw)
+    v = r @ np.array([t.x, t.y])
+    tc = np.asarray(m.kinematics.twist_with_covariance.covariance, dtype=np.float64)
+    vcov = r @ tc.reshape(6, 6)[:2, :2] @ r.T if tc.size == 36 and tc[0] >= 0 else None
     label = m.classification[0].label_name if m.classification else ""
     return {"id": int(m.id), "x": float(p.position.x), "y": float(p.position.y),
             "z": float(p.position.z), "yaw": yaw, "length": float(m.shape.dimensions.x),
             "width": float(m.shape.dimensions.y), "height": float(m.shape.dimensions.z),
-            "vx": float(v[0]), "vy": float(v[1]), "label": label, "age_s": float(m.age_s),
+            "vx": float(v[0]), "vy": float(v[1]), "velocity_covariance": vcov,
+            "label": label, "age_s": float(m.age_s),
             "cameras": list(m.source_cameras)}
 
 

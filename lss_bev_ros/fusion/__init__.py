@@ -20,6 +20,7 @@ from lss_bev_ros.fusion.object_motion import (
     TrackSetBuffer,
     moving_box_mask,
     moving_objects,
+    speed_sigma,
     track_set_for,
     transport_history,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "moving_objects",
     "pose_is_finite",
     "shift_cells",
+    "speed_sigma",
     "track_set_for",
     "transport_history",
     "warp_grid",

@@ -39,7 +39,8 @@ Update rule per frame (``dt`` = time since the previous fused frame, s):
   while no camera looked is gone from the output after that time at most);
 * optional object motion: with the tracked objects (``objects`` of :meth:`GridFusion.update`,
   :class:`~lss_bev_ros.fusion.object_motion.ObjectMotion` in ``map``), before the frame is
-  integrated the history inside each box moving at ``>= object_min_speed_mps`` moves with the
+  integrated the history inside each box moving at ``>= object_min_speed_mps`` (and
+  ``object_min_speed_sigmas`` standard deviations of its speed) moves with the
   box from the previous fused stamp to this one, and the cells it left lose their occupied
   evidence (:func:`~lss_bev_ros.fusion.object_motion.transport_history`): the smoothing then
   holds for moving cars too, without the trail behind and the lag ahead of them;
@@ -175,6 +176,8 @@ class FusionConfig:
             the narrow band (m/s; 3.0: tracks of parked cars jitter at a median 0.6-1.2 m/s,
             10 % / 25 % of them above 3 m/s at 2 / 10 Hz, 9 of 10 tracks of moving cars are
             faster: ``bench/bev_fusion.py --seed 777`` prints it).
+        object_min_speed_sigmas: ... and at least this many standard deviations of their
+            speed (``ObjectMotion.speed_sigma``; 2.5 as the tracker's ``is_moving``; 0: off).
         object_margin_m: their boxes are enlarged by this on every side (m).
         static_history_band_logodds: history band of the cells outside every moving box when
             a track set is given (0: ``history_band_logodds`` everywhere; 1.2 chosen on bench
@@ -194,6 +197,7 @@ class FusionConfig:
     max_jump_rad: float = 0.8
     prob_eps: float = 1e-3
     object_min_speed_mps: float = 3.0
+    object_min_speed_sigmas: float = 2.5
     object_margin_m: float = 0.5
     static_history_band_logodds: float = 1.2
 
@@ -211,6 +215,10 @@ class FusionConfig:
                              f"({self.max_logodds}) and >= 0, got {self.flip_margin_logodds}")
         if not (math.isfinite(self.max_reorder_s) and self.max_reorder_s >= 0):
             raise ValueError(f"FusionConfig.max_reorder_s must be >= 0, got {self.max_reorder_s}")
+        if not (math.isfinite(self.object_min_speed_sigmas)
+                and 0.0 <= self.object_min_speed_sigmas <= 100.0):
+            raise ValueError("FusionConfig.object_min_speed_sigmas must be in [0, 100], got "
+                             f"{self.object_min_speed_sigmas!r}")
         if not (math.isfinite(self.object_margin_m) and 0.0 <= self.object_margin_m <= 10.0):
             raise ValueError("FusionConfig.object_margin_m must be in [0, 10] m, got "
                              f"{self.object_margin_m}")
@@ -490,7 +498,8 @@ class GridFusion:
                    objects: Sequence[ObjectMotion] | None = None) -> None:
         cfg = self.config
         origin = self._recentre(pose)
-        moving = moving_objects(objects or (), cfg.object_min_speed_mps)
+        moving = moving_objects(objects or (), cfg.object_min_speed_mps,
+                                cfg.object_min_speed_sigmas)
         if self._last_stamp is not None:
             self._logodds *= np.float32(math.exp(-(stamp - self._last_stamp) / cfg.decay_time_s))
             if moving:

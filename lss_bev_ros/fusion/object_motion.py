@@ -18,8 +18,11 @@ tracked objects' motion the history moves with the object instead:
 
 Objects are given in ``map`` (the frame the fusion state lives in): ``x``, ``y`` (m), ``yaw``
 (rad), ``length`` / ``width`` (m), ``vx`` / ``vy`` (m/s), ``stamp`` (s, when the track had this
-state). The fusion core calls :func:`transport_history` once per frame, before it integrates
-the frame.
+state) and ``speed_sigma`` (m/s, the velocity's standard deviation, 0 when unknown): an object
+counts as moving when its speed is at least ``min_speed_mps`` and ``min_sigmas`` times its
+``speed_sigma`` (:func:`moving_objects`; the tracker's own rule for a usable heading), so a
+parked car whose filter has not settled does not move its history. The fusion core calls
+:func:`transport_history` once per frame, before it integrates the frame.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class ObjectMotion:
     vx: float
     vy: float
     stamp: float
+    speed_sigma: float = 0.0
 
     @property
     def speed(self) -> float:
@@ -56,8 +60,10 @@ class ObjectMotion:
     @property
     def finite(self) -> bool:
         """Every field is a finite number and the extent is positive."""
-        vals = (self.x, self.y, self.yaw, self.length, self.width, self.vx, self.vy, self.stamp)
-        return all(math.isfinite(float(v)) for v in vals) and self.length > 0 and self.width > 0
+        vals = (self.x, self.y, self.yaw, self.length, self.width, self.vx, self.vy, self.stamp,
+                self.speed_sigma)
+        return (all(math.isfinite(float(v)) for v in vals) and self.length > 0
+                and self.width > 0 and self.speed_sigma >= 0)
 
     def centre_at(self, t: float) -> tuple[float, float]:
         """Box centre (m, map) at time ``t`` (s), constant-velocity extrapolation."""
@@ -66,10 +72,23 @@ class ObjectMotion:
 
     @classmethod
     def from_object(cls, obj: Any, stamp: float) -> ObjectMotion:
-        """From anything with ``x, y, yaw, length, width, vx, vy`` in ``map`` (e.g.
-        ``lss_bev_ros.objects.Object3D`` of a tracker run with poses) at ``stamp`` (s)."""
+        """From anything with ``x, y, yaw, length, width, vx, vy`` in ``map`` and an optional
+        2 x 2 ``velocity_covariance`` (e.g. ``lss_bev_ros.objects.Object3D`` of a tracker run
+        with poses) at ``stamp`` (s)."""
         return cls(float(obj.x), float(obj.y), float(obj.yaw), float(obj.length),
-                   float(obj.width), float(obj.vx), float(obj.vy), float(stamp))
+                   float(obj.width), float(obj.vx), float(obj.vy), float(stamp),
+                   speed_sigma(getattr(obj, "velocity_covariance", None)))
+
+
+def speed_sigma(velocity_covariance: Any) -> float:
+    """Standard deviation (m/s) of one velocity component, ``sqrt(trace / 2)`` of a 2 x 2
+    velocity covariance (any rotation of it); 0 when it is None, not finite or negative (the
+    ``-1`` of an unknown covariance)."""
+    if velocity_covariance is None:
+        return 0.0
+    c = np.asarray(velocity_covariance, dtype=np.float64)
+    tr = float(c[0, 0] + c[1, 1]) if c.shape == (2, 2) else math.nan
+    return math.sqrt(tr / 2.0) if math.isfinite(tr) and tr >= 0 and c[0, 0] >= 0 else 0.0
 
 
 TrackSet = tuple[float, list[ObjectMotion]]  # (stamp s, objects in map)
@@ -115,9 +134,12 @@ class TrackSetBuffer:
         return track_set_for(self._sets, stamp, self.max_age_s)
 
 
-def moving_objects(objects: Iterable[ObjectMotion], min_speed_mps: float) -> list[ObjectMotion]:
-    """The finite objects moving at ``>= min_speed_mps`` (m/s)."""
-    return [o for o in objects if o.finite and o.speed >= min_speed_mps]
+def moving_objects(objects: Iterable[ObjectMotion], min_speed_mps: float,
+                   min_sigmas: float = 0.0) -> list[ObjectMotion]:
+    """The finite objects moving at ``>= min_speed_mps`` (m/s) and ``>= min_sigmas`` times
+    their ``speed_sigma``."""
+    return [o for o in objects
+            if o.finite and o.speed >= max(min_speed_mps, min_sigmas * o.speed_sigma)]
 
 
 def _box_cells(cx: float, cy: float, yaw: float, half_l: float, half_w: float,

@@ -55,6 +55,7 @@ from lss_bev_ros.fusion import (
     Pose2D,
     PoseBuffer,
     TrackSetBuffer,
+    speed_sigma,
 )
 from lss_bev_ros.msg import TrackedObjects
 from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, stamp_to_sec
@@ -70,7 +71,8 @@ POSE_SOURCES = ("odom", "tf")
 _FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds",
                   "flip_margin_logodds", "decay_time_s", "unknown_after_s", "max_gap_s",
                   "max_reorder_s", "max_jump_m", "max_jump_rad",
-                  "object_min_speed_mps", "object_margin_m", "static_history_band_logodds")
+                  "object_min_speed_mps", "object_min_speed_sigmas", "object_margin_m",
+                  "static_history_band_logodds")
 
 #: FusionStatus -> diagnostics counter (errors are logged and turn the status WARN)
 _STATUS_KEYS = {
@@ -148,6 +150,10 @@ class FusionNode(PerceptionNode):
         ParamSpec("object_min_speed_mps", FusionConfig.object_min_speed_mps, "tracks at least "
                   "this fast move their history (m/s; slower ones are parked-car jitter)",
                   min=0.01, max=100.0),
+        ParamSpec("object_min_speed_sigmas", FusionConfig.object_min_speed_sigmas, "a moving "
+                  "track's speed must also be at least this many standard deviations of it "
+                  "(twist covariance; unknown covariance: speed alone; 0: off)",
+                  min=0.0, max=100.0),
         ParamSpec("object_margin_m", 0.5, "track boxes are enlarged by this on every side (m)",
                   min=0.0, max=10.0),
         ParamSpec("static_history_band_logodds", FusionConfig.static_history_band_logodds,
@@ -285,7 +291,7 @@ class FusionNode(PerceptionNode):
         for m in msg.objects:
             d = object_from_tracked_msg(m)
             o = ObjectMotion(d["x"], d["y"], d["yaw"], d["length"], d["width"], d["vx"],
-                             d["vy"], stamp)
+                             d["vy"], stamp, speed_sigma(d["velocity_covariance"]))
             if o.finite:
                 objs.append(o)
             else:

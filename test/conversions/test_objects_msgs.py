@@ -66,6 +66,8 @@ def test_tracked_object_has_autoware_pose_covariance_layout_and_object_frame_twi
     assert list(o.source_cameras) == ["CAM_FRONT", "CAM_FRONT_RIGHT"] and o.age_s == 2.5
     back = object_from_tracked_msg(o)
     assert (back["vx"], back["vy"], back["x"], back["id"]) == pytest.approx((0.0, 5.0, 12.0, 7))
+    # the velocity covariance comes back in the header frame
+    np.testing.assert_allclose(back["velocity_covariance"], [[0.3, 0.0], [0.0, 0.1]], atol=1e-12)
 
 
 def test_unobserved_yaw_is_unavailable_with_a_uniform_yaw_variance():
@@ -75,6 +77,7 @@ def test_unobserved_yaw_is_unavailable_with_a_uniform_yaw_variance():
     assert k.orientation_availability == TrackedObjectKinematics.UNAVAILABLE
     assert k.pose_with_covariance.covariance[35] == pytest.approx(UNOBSERVED_YAW_VAR)
     assert k.twist_with_covariance.covariance[0] == -1.0 and k.is_stationary
+    assert object_from_tracked_msg(o)["velocity_covariance"] is None
 
 
 def test_detected_object_without_velocity_has_no_twist():

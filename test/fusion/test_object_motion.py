@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from lss_bev_ros.conversions import GridSpec
 from lss_bev_ros.fusion import (
@@ -15,6 +17,8 @@ from lss_bev_ros.fusion import (
     ObjectMotion,
     Pose2D,
     moving_box_mask,
+    moving_objects,
+    speed_sigma,
     transport_history,
 )
 
@@ -81,8 +85,11 @@ def test_tracked_car_leaves_no_trail_under_weak_free_evidence():
 
 def test_slow_or_non_finite_objects_change_nothing():
     objs = [ObjectMotion(0.0, 5.0, 0.0, 4.5, 2.0, 0.1, 0.0, 0.0),  # below object_min_speed_mps
+            # fast, but within object_min_speed_sigmas of zero: an unsettled parked-car filter
+            ObjectMotion(0.0, 5.0, 0.0, 4.5, 2.0, 4.0, 0.0, 0.0, speed_sigma=2.0),
             ObjectMotion(math.nan, 5.0, 0.0, 4.5, 2.0, 10.0, 0.0, 0.0),
-            ObjectMotion(0.0, 5.0, 0.0, 4.5, 2.0, math.inf, 0.0, 0.0)]
+            ObjectMotion(0.0, 5.0, 0.0, 4.5, 2.0, math.inf, 0.0, 0.0),
+            ObjectMotion(0.0, 5.0, 0.0, 4.5, 2.0, 10.0, 0.0, 0.0, speed_sigma=math.nan)]
     a, b = GridFusion(CFG), GridFusion(CFG)
     for k in range(5):
         prob, known = _frame(k, 0.8)
@@ -165,3 +172,24 @@ def test_moving_box_mask_marks_the_extrapolated_enlarged_box():
     assert abs(xs.mean() - 8.0) < 1e-6 and abs(ys.mean() - 10.5) < 1e-6  # moved 2 m
     assert xs.max() - xs.min() == 2.5 and ys.max() - ys.min() == 1.5  # 3 m x 2 m of centres
     assert not moving_box_mask((40, 40), (0, 0), 0.5, [], 0.4, margin_m=0.5).any()
+
+
+def test_moving_objects_needs_speed_and_significance():
+    fast = ObjectMotion(0.0, 0.0, 0.0, 4.5, 2.0, 4.0, 0.0, 0.0)
+    assert moving_objects([fast], 3.0, 2.5) == [fast]  # sigma unknown (0): speed decides
+    assert moving_objects([replace(fast, speed_sigma=1.0)], 3.0, 2.5)  # 4.0 >= 2.5 sigma
+    assert not moving_objects([replace(fast, speed_sigma=2.0)], 3.0, 2.5)  # 4.0 < 5.0
+    assert moving_objects([replace(fast, speed_sigma=2.0)], 3.0, 0.0)  # rule off
+    assert not moving_objects([replace(fast, vx=2.0)], 3.0, 2.5)  # too slow
+
+
+def test_speed_sigma_from_a_velocity_covariance():
+    assert speed_sigma(None) == 0.0
+    assert speed_sigma(np.array([[-1.0, 0.0], [0.0, 0.0]])) == 0.0  # "unknown"
+    assert speed_sigma(np.array([[math.nan, 0.0], [0.0, 1.0]])) == 0.0
+    assert speed_sigma(np.array([[0.5, 0.2], [0.2, 1.5]])) == pytest.approx(1.0)
+    obj = SimpleNamespace(x=1.0, y=2.0, yaw=0.0, length=4.5, width=2.0, vx=3.0, vy=0.0,
+                          velocity_covariance=np.diag([4.0, 4.0]))
+    assert ObjectMotion.from_object(obj, 7.0).speed_sigma == pytest.approx(2.0)
+    del obj.velocity_covariance  # anything without one: unknown
+    assert ObjectMotion.from_object(obj, 7.0).speed_sigma == 0.0
