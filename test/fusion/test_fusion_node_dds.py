@@ -245,7 +245,12 @@ def test_fusion_node_moves_a_tracked_cars_history_and_refuses_base_link_tracks(r
         def tracks(t: float, x: float, frame: str) -> TrackedObjects:
             car = Object3D(x, 5.0, 0.8, 4.5, 2.0, 1.6, 0.0, True, "car", 0.9, 0.9, vx=10.0,
                            vy=0.0, track_id=1)
-            return tracked_objects_msg([car], _stamp(t), frame, prefix)
+            # a parked car whose filter has not settled: 4 m/s, but within 2.5 sigma (2 m/s
+            # each) of standing still; the twist covariance must reach the rule: not moved
+            jitter = Object3D(-20.0, -20.0, 0.8, 4.5, 2.0, 1.6, 0.0, True, "car", 0.9, 0.9,
+                              vx=4.0, vy=0.0, velocity_covariance=np.diag([4.0, 4.0]),
+                              track_id=2)
+            return tracked_objects_msg([car, jitter], _stamp(t), frame, prefix)
 
         try:
             assert io.spin_until(lambda: io.pub_grid.get_subscription_count() > 0
@@ -265,7 +270,8 @@ def test_fusion_node_moves_a_tracked_cars_history_and_refuses_base_link_tracks(r
             assert proc.poll() is None, "fusion_node died"
         finally:
             io.node.destroy_node()
-    assert int(io.diag["objects_moved"]) == 3, io.diag  # frames 1..3 got the previous tracks
+    # frames 1..3 got the previous tracks; only the moving car's history moved
+    assert int(io.diag["objects_moved"]) == 3, io.diag
     g = io.fused_at(stamps[3])
     prob, _ = occupancy_to_probability(g.data, GRID.nx, GRID.ny)
     xs = GRID.xmin + (np.arange(GRID.nx) + 0.5) * GRID.resolution
