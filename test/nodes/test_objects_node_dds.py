@@ -195,6 +195,9 @@ def io_and_node(ros_context, tmp_path, request):
         _stop_node(proc, log_path)
 
 
+# every frame's grid is sent before its detections; the wait only matters when DDS delivers it
+# late (once > 0.5 s under the fresh-clone CI on 2 cores: one grid_missing), not a tracking fault
+@pytest.mark.parametrize("io_and_node", [{"input_wait_s": 2.0}], indirect=True)
 def test_car_passing_from_front_to_front_right_keeps_one_track_with_true_velocity(io_and_node):
     io, proc = io_and_node
     scene, rig = Scene(), synth_rig()
