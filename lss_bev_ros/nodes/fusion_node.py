@@ -39,6 +39,7 @@ import array
 import math
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from nav_msgs.msg import OccupancyGrid, Odometry
@@ -55,7 +56,6 @@ from lss_bev_ros.fusion import (
     Pose2D,
     PoseBuffer,
     TrackSetBuffer,
-    speed_sigma,
 )
 from lss_bev_ros.msg import TrackedObjects
 from lss_bev_ros.nodes.common import ParamSpec, PerceptionNode, run_node, stamp_to_sec
@@ -289,9 +289,8 @@ class FusionNode(PerceptionNode):
         stamp = stamp_to_sec(msg.header.stamp)
         objs: list[ObjectMotion] = []
         for m in msg.objects:
-            d = object_from_tracked_msg(m)
-            o = ObjectMotion(d["x"], d["y"], d["yaw"], d["length"], d["width"], d["vx"],
-                             d["vy"], stamp, speed_sigma(d["velocity_covariance"]))
+            # the offline evaluation's conversion too (it calls from_object on Object3D)
+            o = ObjectMotion.from_object(SimpleNamespace(**object_from_tracked_msg(m)), stamp)
             if o.finite:
                 objs.append(o)
             else:
