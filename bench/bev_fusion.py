@@ -528,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object-min-speed-mps", type=float, default=None)
     ap.add_argument("--object-min-speed-sigmas", type=float, default=None)
     ap.add_argument("--static-history-band-logodds", type=float, default=None)
+    ap.add_argument("--static-flip-margin-logodds", type=float, default=None)
     args = ap.parse_args(argv)
     import torch
 
@@ -546,7 +547,9 @@ def main(argv: list[str] | None = None) -> int:
                               ("object_min_speed_mps", args.object_min_speed_mps),
                               ("object_min_speed_sigmas", args.object_min_speed_sigmas),
                               ("static_history_band_logodds",
-                               args.static_history_band_logodds))
+                               args.static_history_band_logodds),
+                              ("static_flip_margin_logodds",
+                               args.static_flip_margin_logodds))
             if v is not None}
     cfg = replace(FusionConfig(), **over)
     print(f"FusionConfig: {cfg}")

@@ -49,7 +49,11 @@ Update rule per frame (``dt`` = time since the previous fused frame, s):
   use the band ``b_s`` instead of ``history_band_logodds``: the tracker says nothing moves there,
   so the history may steady the cell more; inside the moving boxes, and without a track set
   (``objects`` None: no tracker, or its newest set is too old), the narrow band keeps moving
-  cars from leaving trails.
+  cars from leaving trails;
+* static hysteresis (``static_flip_margin_logodds`` = ``h_s`` > 0, the same condition): those
+  cells outside every moving box flip only to ``|L| >= h_s`` instead of ``flip_margin_logodds``
+  (for the same reason; inside the moving boxes and without a track set the smaller margin keeps
+  cars from lagging).
 
 Rules for bad input (each counted in :class:`FusionStats`, reported in ``FusedGrid.status``):
 
@@ -182,6 +186,8 @@ class FusionConfig:
         static_history_band_logodds: history band of the cells outside every moving box when
             a track set is given (0: ``history_band_logodds`` everywhere; 1.2 chosen on bench
             seed 777; module docstring).
+        static_flip_margin_logodds: hysteresis margin of those cells (0: ``flip_margin_logodds``
+            everywhere; 0.7 chosen on bench seed 777; module docstring).
     """
 
     grid: GridSpec = field(default_factory=GridSpec)
@@ -200,6 +206,7 @@ class FusionConfig:
     object_min_speed_sigmas: float = 2.5
     object_margin_m: float = 0.5
     static_history_band_logodds: float = 1.2
+    static_flip_margin_logodds: float = 0.7
 
     def __post_init__(self) -> None:
         positive = ("max_logodds", "max_step_logodds", "history_band_logodds", "decay_time_s",
@@ -209,10 +216,11 @@ class FusionConfig:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"FusionConfig.{name} must be a finite number > 0, got {v!r}")
-        if not (math.isfinite(self.flip_margin_logodds)
-                and 0.0 <= self.flip_margin_logodds <= self.max_logodds):
-            raise ValueError("FusionConfig.flip_margin_logodds must be <= max_logodds "
-                             f"({self.max_logodds}) and >= 0, got {self.flip_margin_logodds}")
+        for name in ("flip_margin_logodds", "static_flip_margin_logodds"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and 0.0 <= v <= self.max_logodds):
+                raise ValueError(f"FusionConfig.{name} must be <= max_logodds "
+                                 f"({self.max_logodds}) and >= 0, got {v}")
         if not (math.isfinite(self.max_reorder_s) and self.max_reorder_s >= 0):
             raise ValueError(f"FusionConfig.max_reorder_s must be >= 0, got {self.max_reorder_s}")
         if not (math.isfinite(self.object_min_speed_sigmas)
@@ -252,16 +260,19 @@ class FusionConfig:
 
 
 def update_logodds(old: np.ndarray, m: np.ndarray, cfg: FusionConfig,
-                   band: np.ndarray | None = None) -> np.ndarray:
+                   band: np.ndarray | None = None,
+                   margin: np.ndarray | None = None) -> np.ndarray:
     """One frame's update of the seen cells (N each, log-odds): the history ``old`` plus the
     clipped evidence ``m``, kept within the history band (``band``, N per-cell bands, or
-    ``history_band_logodds``) and ``max_logodds``, then the hysteresis (module docstring).
+    ``history_band_logodds``) and ``max_logodds``, then the hysteresis (``margin``, N per-cell
+    margins, or ``flip_margin_logodds``; module docstring).
     Decay and object motion come before it."""
     b: float | np.ndarray = cfg.history_band_logodds if band is None else band
     upd = np.clip(old + m, m - b, m + b)  # the history moves this frame's evidence by <= b
     upd = np.clip(upd, -cfg.max_logodds, cfg.max_logodds)
-    if cfg.flip_margin_logodds > 0.0:
-        held = (old * upd <= 0.0) & (old != 0.0) & (np.abs(upd) < cfg.flip_margin_logodds)
+    h: float | np.ndarray = cfg.flip_margin_logodds if margin is None else margin
+    if np.any(np.asarray(h) > 0.0):
+        held = (old * upd <= 0.0) & (old != 0.0) & (np.abs(upd) < h)
         upd = np.where(held, np.sign(old) * np.float32(HOLD_LOGODDS), upd)
     return upd.astype(np.float32)
 
@@ -388,7 +399,8 @@ class GridFusion:
             pose: ``map -> base_link`` at ``stamp`` (None: not available).
             objects: tracked objects in ``map`` (e.g. the newest tracks older than ``stamp``,
                 extrapolated by their velocity): their history moves with them, and the
-                cells outside their boxes use ``static_history_band_logodds``. None: no track
+                cells outside their boxes use ``static_history_band_logodds`` and
+                ``static_flip_margin_logodds``. None: no track
                 set (ego motion only); empty: the tracker sees nothing moving. Non-finite
                 objects are ignored.
 
@@ -515,14 +527,20 @@ class GridFusion:
         seen_w = ndimage.affine_transform(vis.astype(np.float32), matrix, offset,
                                           output_shape=shape, order=1, mode="constant",
                                           cval=0.0) >= 0.5
-        band = None
-        if objects is not None and cfg.static_history_band_logodds > 0.0:
-            near_moving = moving_box_mask((self.window_cells, self.window_cells), origin,
-                                          cfg.grid.resolution, moving, stamp,
-                                          cfg.object_margin_m)
-            band = np.where(near_moving[seen_w], np.float32(cfg.history_band_logodds),
-                            np.float32(cfg.static_history_band_logodds))
-        self._logodds[seen_w] = update_logodds(self._logodds[seen_w], meas_w[seen_w], cfg, band)
+        band = margin = None
+        if objects is not None and (cfg.static_history_band_logodds > 0.0
+                                    or cfg.static_flip_margin_logodds > 0.0):
+            near = moving_box_mask((self.window_cells, self.window_cells), origin,
+                                   cfg.grid.resolution, moving, stamp,
+                                   cfg.object_margin_m)[seen_w]
+            if cfg.static_history_band_logodds > 0.0:
+                band = np.where(near, np.float32(cfg.history_band_logodds),
+                                np.float32(cfg.static_history_band_logodds))
+            if cfg.static_flip_margin_logodds > 0.0:
+                margin = np.where(near, np.float32(cfg.flip_margin_logodds),
+                                  np.float32(cfg.static_flip_margin_logodds))
+        self._logodds[seen_w] = update_logodds(self._logodds[seen_w], meas_w[seen_w], cfg, band,
+                                               margin)
         self._seen[seen_w] = stamp
         self._last_stamp = float(stamp)
         self._last_pose = pose

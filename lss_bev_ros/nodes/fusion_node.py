@@ -29,8 +29,9 @@ read grid ``t``, so this is the set the tracker had one frame earlier, the same 
 evaluation passes, whatever the arrival order. Each track is extrapolated by its velocity to
 the stamps the fusion needs (:mod:`lss_bev_ros.fusion.object_motion`). Without a usable set
 (none received yet, or the newest too old) the grid is fused with ego motion only and the narrow
-``history_band_logodds`` everywhere; with one, ``static_history_band_logodds`` applies outside
-the moving track boxes (:class:`~lss_bev_ros.fusion.FusionConfig`).
+``history_band_logodds`` everywhere; with one, ``static_history_band_logodds`` and
+``static_flip_margin_logodds`` apply outside the moving track boxes
+(:class:`~lss_bev_ros.fusion.FusionConfig`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ _FUSION_FIELDS = ("max_logodds", "max_step_logodds", "history_band_logodds",
                   "flip_margin_logodds", "decay_time_s", "unknown_after_s", "max_gap_s",
                   "max_reorder_s", "max_jump_m", "max_jump_rad",
                   "object_min_speed_mps", "object_min_speed_sigmas", "object_margin_m",
-                  "static_history_band_logodds")
+                  "static_history_band_logodds", "static_flip_margin_logodds")
 
 #: FusionStatus -> diagnostics counter (errors are logged and turn the status WARN)
 _STATUS_KEYS = {
@@ -159,6 +160,9 @@ class FusionNode(PerceptionNode):
         ParamSpec("static_history_band_logodds", FusionConfig.static_history_band_logodds,
                   "with a track set: history band of the cells outside every moving track box "
                   "(0: history_band_logodds everywhere)", min=0.0, max=20.0),
+        ParamSpec("static_flip_margin_logodds", FusionConfig.static_flip_margin_logodds,
+                  "with a track set: hysteresis margin of the cells outside every moving track "
+                  "box (0: flip_margin_logodds everywhere; <= max_logodds)", min=0.0, max=20.0),
     )
 
     def __init__(self, **kwargs: Any) -> None:

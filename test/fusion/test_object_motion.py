@@ -131,17 +131,20 @@ def test_track_set_buffer_gives_the_set_before_the_grid_and_forgets_a_looped_tim
     assert len(buf) == 1 and buf.for_stamp(2.5) is not None
 
 
-def _weakly_contradicted_block(objects: list[ObjectMotion] | None, weak_frames: int) -> bool:
+def _weakly_contradicted_block(objects: list[ObjectMotion] | None, weak_frames: int,
+                               cfg: FusionConfig | None = None, p_weak: float = 0.3) -> bool:
     """A block at (20, -10) m seen occupied for 4 frames, then ``weak_frames`` frames of weak
-    free evidence (p 0.3); returns whether it is still occupied in the fused grid. ``objects``
-    is the track set given with every frame (None: no tracker)."""
-    cfg = replace(CFG, static_history_band_logodds=2.0)
+    free evidence (``p_weak``); returns whether it is still occupied in the fused grid.
+    ``objects`` is the track set given with every frame (None: no tracker); ``cfg`` default:
+    CFG with a static band of 2.0 and no static hysteresis."""
+    if cfg is None:
+        cfg = replace(CFG, static_history_band_logodds=2.0, static_flip_margin_logodds=0.0)
     block = (np.abs(BX - 20.0) <= 1.5) & (np.abs(BY + 10.0) <= 1.5)
     fusion = GridFusion(cfg)
     out = None
     for k in range(4 + weak_frames):
         prob = np.full((GRID.nx, GRID.ny), 0.05, np.float32)
-        prob[block] = 0.95 if k < 4 else 0.3
+        prob[block] = 0.95 if k < 4 else p_weak
         out = fusion.update(DT * k, prob, np.ones_like(block), EGO, objects)
     assert out is not None
     return bool(np.all(out.probability[block] > 0.5))
@@ -162,6 +165,34 @@ def test_static_band_steadies_cells_outside_moving_boxes_only():
     assert _weakly_contradicted_block([slow], 2)
     # the static band only delays a weak contradiction; it does not outlast it
     assert not _weakly_contradicted_block([], 4)
+
+
+def test_static_hysteresis_holds_cells_outside_moving_boxes_only_with_a_track_set():
+    # p 0.343 (log-odds -0.65) against a saturated block: band 1.2 takes it to +0.55, then
+    # -0.22 (held), then -0.57 after decay: past the 0.4 margin, inside 0.7
+    p_weak = 0.343
+    no_static = replace(CFG, static_flip_margin_logodds=0.0)
+    static = replace(CFG, static_flip_margin_logodds=0.7)
+    assert CFG.history_band_logodds < CFG.static_history_band_logodds == 1.2
+    assert not _weakly_contradicted_block([], 3, no_static, p_weak)  # margin 0.4 lets it flip
+    assert _weakly_contradicted_block([], 3, static, p_weak)  # margin 0.7 outside moving boxes
+    far_car = ObjectMotion(-30.0, 30.0, 0.0, 4.5, 2.0, SPEED, 0.0, 0.0)
+    assert _weakly_contradicted_block([far_car], 3, static, p_weak)
+    # without a track set: flip_margin_logodds (0.4) and the narrow band, the block flips
+    assert not _weakly_contradicted_block(None, 3, static, p_weak)
+    # a frame beyond the static margin still flips it at once
+    assert not _weakly_contradicted_block([], 1, static, 0.05)
+    with pytest.raises(ValueError, match="static_flip_margin_logodds"):
+        FusionConfig(grid=GRID, static_flip_margin_logodds=CFG.max_logodds + 0.1)
+
+
+def test_update_logodds_takes_per_cell_margins():
+    from lss_bev_ros.fusion.grid_fusion import HOLD_LOGODDS, update_logodds
+
+    old = np.array([0.1, 0.1], np.float32)
+    m = np.array([-0.65, -0.65], np.float32)  # both land on -0.55
+    out = update_logodds(old, m, CFG, margin=np.array([0.4, 0.7], np.float32))
+    assert out[0] == pytest.approx(-0.55) and out[1] == pytest.approx(HOLD_LOGODDS)
 
 
 def test_moving_box_mask_marks_the_extrapolated_enlarged_box():
