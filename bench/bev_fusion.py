@@ -30,7 +30,10 @@
      previous frame is first moved into the current ``base_link`` by the ego motion
      (``fusion.warp_grid``, nearest), so the ego driving is not counted as flicker; also on
      the cells farther than 3 m from a moving vehicle only (near them a blob wider than the car
-     sweeps GT-stable cells as it drives);
+     sweeps GT-stable cells as it drives); and the part of it (same denominator, so the parts
+     add up to the flicker) within 1 m of a moving vehicle, inside a vehicle's footprint in both
+     frames, and inside a moving vehicle's footprint in both frames (the model's partial blob
+     sliding through the car: what fusion cannot steady);
    * the flicker floor: the same flicker of the static GT footprints grown by one cell, a
      predictor exactly right and steady in the world (what remains is the re-quantisation of
      cell edges as the ego moves by fractions of a cell).
@@ -112,6 +115,9 @@ class Score:
     flip_cells: int = 0
     flips_away: int = 0  # the same, on cells farther than NEAR_MOVING_M from a moving vehicle
     flip_cells_away: int = 0
+    flips_near_1m: int = 0  # flips within 1 m of a moving vehicle (either frame)
+    flips_in_vehicle: int = 0  # flips on cells inside a vehicle footprint in both frames
+    flips_in_moving: int = 0  # ... inside a moving vehicle's footprint in both frames
 
     def iou(self, group: str) -> float:
         d = self.tp[group] + self.fp[group] + self.fn[group]
@@ -157,6 +163,10 @@ class Score:
         away = cells & ~near
         self.flips_away += int(np.sum(away & (occ != occ_prev)))
         self.flip_cells_away += int(np.sum(away))
+        near_1m = ndimage.binary_dilation(moving_prev | moving, iterations=round(1.0 / resolution))
+        self.flips_near_1m += int(np.sum(cells & near_1m & (occ != occ_prev)))
+        self.flips_in_vehicle += int(np.sum(cells & gt & (occ != occ_prev)))
+        self.flips_in_moving += int(np.sum(cells & moving & moving_prev & (occ != occ_prev)))
 
 
 def _gt_motion(nusc: Any, token: str, stamp: float) -> list[ObjectMotion]:
@@ -493,6 +503,13 @@ def print_table(rate: str, n_frames: int, single: Score,
     cells = [f"{s.flicker_away:.4%} (x{s.flicker_away / b:.2f})" for s, _ in fused.values()]
     print(f"| flicker > {NEAR_MOVING_M:g} m from moving vehicles | {b:.4%} | "
           + " | ".join(cells) + " |")
+    for attr, label in (("flips_near_1m", "of which within 1 m of moving vehicles"),
+                        ("flips_in_vehicle", "of which inside a vehicle in both frames"),
+                        ("flips_in_moving", "of which inside a moving vehicle in both frames")):
+        c = getattr(single, attr) / single.flip_cells
+        shares = [getattr(s, attr) / s.flip_cells for s, _ in fused.values()]
+        cells = [f"{v:.4%} (x{v / c:.2f})" for v in shares]
+        print(f"| flicker {label} | {c:.4%} | " + " | ".join(cells) + " |")
     cells = [f"{s.flips} / {s.flip_cells}" for s, _ in fused.values()]
     print(f"| flip cells / compared cells | {single.flips} / {single.flip_cells} | "
           + " | ".join(cells) + " |")
