@@ -7,7 +7,8 @@ radians, e.g. from ``/odom`` or ``/tf``).
 
 State: log-odds ``L`` (``log(p / (1 - p))``, 0 = unknown) in a **map-aligned rolling window**
 around the ego, cell size = the input's. The window moves by whole cells only (no resampling
-of the state, so repeated frames do not blur it); each input is resampled once into the
+of the state, so repeated frames do not blur it; only the history inside a moving track's box
+is resampled, by its sub-cell displacement); each input is resampled once into the
 window and the state once back into the output grid (bilinear, ``scipy.ndimage``).
 
 Output frame: the input's ``base_link`` grid (same size, resolution, origin and frame id as

@@ -9,8 +9,11 @@ tracked objects' motion the history moves with the object instead:
   every side) is placed at the previous fused stamp ``t0`` and at the current stamp ``t1``, both
   extrapolated from the track with its velocity (``p(t) = p + v (t - stamp)``, the tracker's
   constant-velocity model);
-* the history cells of the box at ``t1`` take the values of the cells of the box at ``t0`` they
-  came from (nearest cell, translation only);
+* the history cells of the box at ``t1`` take the values at the points of the box at ``t0``
+  they came from (translation only, bilinear between the four nearest cells: a shift by whole
+  cells would drop the sub-cell part of the motion every frame, e.g. a car at 3 m/s fused at
+  10 Hz moves 0.6 cell a frame and its history would move 1; bilinear keeps the motion exact at
+  the cost of some blur of the moving history, which each frame's measurement sharpens again);
 * history cells the box left (``t0`` box minus ``t1`` box) lose their occupied evidence (log-odds
   ``min(L, 0)``): the car's occupancy went with it, the current frame alone decides whether
   something else is there; free evidence (the box's margin, a box larger than the car) is kept,
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 
 @dataclass(frozen=True)
@@ -204,11 +208,10 @@ def transport_history(logodds: np.ndarray, origin: tuple[int, int], res: float,
         # the box left these cells: its occupancy goes with it (unknown until measured again),
         # free evidence stays
         logodds[oi, oj] = np.minimum(logodds[oi, oj], 0.0)
-        di, dj = round((x1 - x0) / res), round((y1 - y0) / res)
-        si, sj = ni - di, nj - dj
-        ok = (si >= 0) & (si < shape[0]) & (sj >= 0) & (sj < shape[1])
-        vals = np.zeros(ni.shape, dtype=logodds.dtype)
-        vals[ok] = src[si[ok], sj[ok]]
+        # where each cell of the new box came from (fractional window indices); 0 outside
+        coords = np.stack([ni - (x1 - x0) / res, nj - (y1 - y0) / res])
+        vals = ndimage.map_coordinates(src, coords, order=1, mode="constant",
+                                       cval=0.0).astype(logodds.dtype)
         moved.append((ni, nj, vals))
     for ni, nj, vals in moved:  # after all clearing: overlapping boxes keep the moved values
         logodds[ni, nj] = vals

@@ -117,6 +117,27 @@ def test_transport_history_moves_box_values_and_clears_occupied_evidence_left_be
     assert window[30, 30] == -1.5
 
 
+def test_transport_history_keeps_sub_cell_motion():
+    # a car at 3 m/s fused at 10 Hz moves 0.3 m = 0.6 cell a frame: after 10 frames its history
+    # must have moved 3 m (a whole-cell shift per frame would have moved it 5 m)
+    res = 0.5
+    window = np.zeros((60, 40), np.float32)
+    window[10:19, 18:22] = 2.0  # a 4.5 m x 2 m car centred at (7.25, 10.0) m, origin (0, 0)
+    car = ObjectMotion(7.25, 10.0, 0.0, 4.5, 2.0, 3.0, 0.0, 0.0)
+    xs = (np.arange(60) + 0.5) * res
+
+    def centre_x() -> float:
+        w = np.clip(window, 0.0, None).sum(axis=1)
+        return float((w * xs).sum() / w.sum())
+
+    x_start = centre_x()
+    for k in range(10):
+        transport_history(window, (0, 0), res, [car], 0.1 * k, 0.1 * (k + 1), margin_m=0.5)
+    assert centre_x() - x_start == pytest.approx(3.0, abs=0.1)
+    # blurred at its ends by the bilinear steps, still a car in the middle (9-11.5 m)
+    assert window.max() <= 2.0 and window[18:23, 18:22].min() > 1.5
+
+
 def test_track_set_buffer_gives_the_set_before_the_grid_and_forgets_a_looped_timeline():
     from lss_bev_ros.fusion import TrackSetBuffer
 
