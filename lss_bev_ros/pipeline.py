@@ -202,7 +202,10 @@ class Pipeline:
     thread: threading.Thread | None = None
 
     def stop(self) -> None:
-        """Deactivate and destroy all nodes, stop the executor, shut the context down."""
+        """Deactivate all nodes, stop the executor and wait for its spin thread, then destroy
+        the nodes and shut the context down. The spin thread must be gone before a node is
+        destroyed: a spin still building its wait set would touch a destroyed entity
+        (``InvalidHandle: cannot use Destroyable because destruction was requested``)."""
         for node in reversed(list(self.nodes.values())):
             try:
                 if getattr(node, "active", False):
@@ -211,10 +214,12 @@ class Pipeline:
                 print(f"[pipeline] deactivating {node.get_name()} failed: {exc}",
                       file=sys.stderr)
         self.executor.shutdown(timeout_sec=5.0)
-        for node in self.nodes.values():
-            node.destroy_node()
         if self.thread is not None:
             self.thread.join(timeout=10.0)
+            if self.thread.is_alive():
+                print("[pipeline] the spin thread did not stop within 10 s", file=sys.stderr)
+        for node in self.nodes.values():
+            node.destroy_node()
         if self.context.ok():
             self.context.try_shutdown()
 
