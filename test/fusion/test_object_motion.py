@@ -119,7 +119,7 @@ def test_transport_history_moves_box_values_and_clears_occupied_evidence_left_be
 
 def test_transport_history_keeps_sub_cell_motion():
     # a car at 3 m/s fused at 10 Hz moves 0.3 m = 0.6 cell a frame: after 10 frames its history
-    # must have moved 3 m (a whole-cell shift per frame would have moved it 5 m)
+    # must have moved 3 m (the former whole-cell shift, 1 cell a frame, moved it 4.25 m)
     res = 0.5
     window = np.zeros((60, 40), np.float32)
     window[10:19, 18:22] = 2.0  # a 4.5 m x 2 m car centred at (7.25, 10.0) m, origin (0, 0)
