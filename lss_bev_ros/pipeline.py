@@ -202,10 +202,18 @@ class Pipeline:
     thread: threading.Thread | None = None
 
     def stop(self) -> None:
-        """Deactivate all nodes, stop the executor and wait for its spin thread, then destroy
-        the nodes and shut the context down. The spin thread must be gone before a node is
-        destroyed: a spin still building its wait set would touch a destroyed entity
-        (``InvalidHandle: cannot use Destroyable because destruction was requested``)."""
+        """Stop the executor and wait for its spin thread, then deactivate and destroy the nodes
+        and shut the context down. The spin thread must be gone before a node deactivates or is
+        destroyed: deactivating destroys subscriptions and timers, and a spin still building its
+        wait set would touch such an entity (``InvalidHandle: cannot use Destroyable because
+        destruction was requested``, raised in the spin thread from a QoS event handler). The
+        lifecycle transitions need no spinning: ``trigger_deactivate`` runs the callbacks in this
+        thread."""
+        self.executor.shutdown(timeout_sec=5.0)
+        if self.thread is not None:
+            self.thread.join(timeout=10.0)
+            if self.thread.is_alive():
+                print("[pipeline] the spin thread did not stop within 10 s", file=sys.stderr)
         for node in reversed(list(self.nodes.values())):
             try:
                 if getattr(node, "active", False):
@@ -213,11 +221,6 @@ class Pipeline:
             except Exception as exc:
                 print(f"[pipeline] deactivating {node.get_name()} failed: {exc}",
                       file=sys.stderr)
-        self.executor.shutdown(timeout_sec=5.0)
-        if self.thread is not None:
-            self.thread.join(timeout=10.0)
-            if self.thread.is_alive():
-                print("[pipeline] the spin thread did not stop within 10 s", file=sys.stderr)
         for node in self.nodes.values():
             node.destroy_node()
         if self.context.ok():
