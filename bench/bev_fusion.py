@@ -86,6 +86,7 @@ from lss_bev_ros.fusion import (  # noqa: E402
     shift_cells,
     warp_grid,
 )
+from lss_bev_ros.objects.config import ObjectsConfig, parse_overrides  # noqa: E402
 
 DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
 YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
@@ -346,7 +347,8 @@ def _from_cache(path: Path, nusc: Any) -> list[list[Frame]]:
     return out
 
 
-def _tracks(seqs: list[list[Frame]], nusc: Any) -> list[list[list[ObjectMotion]]]:
+def _tracks(seqs: list[list[Frame]], nusc: Any, objects_config: ObjectsConfig | None = None
+            ) -> list[list[list[ObjectMotion]]]:
     """Per sequence and frame: the tracks of the real objects stage after the PREVIOUS frame
     (``map``), as fusion_node gets them (empty for the first frame)."""
     from lss_bev_ros.calibration import rig_from_nuscenes
@@ -357,7 +359,8 @@ def _tracks(seqs: list[list[Frame]], nusc: Any) -> list[list[list[ObjectMotion]]
     grid = GridSpec()
     out = []
     for frames in seqs:
-        pipe = ObjectPipeline(rig_from_nuscenes(nusc, frames[0].token), grid, CLASS_NAMES)
+        pipe = ObjectPipeline(rig_from_nuscenes(nusc, frames[0].token), grid, CLASS_NAMES,
+                              objects_config)
         per: list[list[ObjectMotion]] = []
         prev: list[ObjectMotion] = []
         for f in frames:
@@ -457,7 +460,8 @@ def score_map(seqs: list[list[Frame]], nusc: Any, cfg: FusionConfig,
     t_fuse, n_fused = 0.0, 0
     for si, frames in enumerate(seqs):
         fusion = GridFusion(cfg)
-        observer = GridFusion(cfg_single)
+        # the single-frame fusion is its own observer: not run twice
+        observer = None if single_frame else GridFusion(cfg_single)
         prev: tuple[MapWindow, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                     np.ndarray] | None = None
         for fi, f in enumerate(frames):
@@ -467,8 +471,9 @@ def score_map(seqs: list[list[Frame]], nusc: Any, cfg: FusionConfig,
             win = fusion.map_window()
             t_fuse += time.perf_counter() - t0
             n_fused += 1
-            observer.update(f.stamp, f.prob, f.known, f.pose)
-            obs_win = observer.map_window()
+            if observer is not None:
+                observer.update(f.stamp, f.prob, f.known, f.pose)
+            obs_win = win if observer is None else observer.map_window()
             assert out is not None and win is not None and obs_win is not None
             assert obs_win.origin_xy == win.origin_xy
             # scored on the window cells inside this frame's base_link grid (same area as the
@@ -585,7 +590,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object-min-speed-sigmas", type=float, default=None)
     ap.add_argument("--static-history-band-logodds", type=float, default=None)
     ap.add_argument("--static-flip-margin-logodds", type=float, default=None)
+    ap.add_argument("--objects-config", default="", metavar="FIELD=V[,FIELD=V]",
+                    help="ObjectsConfig overrides of the objects stage that makes the tracks")
     args = ap.parse_args(argv)
+    try:
+        objects_cfg = ObjectsConfig(**parse_overrides(args.objects_config))  # type: ignore
+    except (TypeError, ValueError) as exc:
+        ap.error(f"--objects-config: {exc}")
     import torch
 
     torch.set_num_threads(1)
@@ -609,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
             if v is not None}
     cfg = replace(FusionConfig(), **over)
     print(f"FusionConfig: {cfg}")
+    if args.objects_config:
+        print(f"ObjectsConfig overrides: {args.objects_config}")
     for rate_hz, n in ((2.0, args.frames_2hz), (10.0, args.frames_10hz)):
         root = Path(args.workdir) / f"seed{args.seed}_{rate_hz:g}hz_{args.scenes}x{n}"
         t0 = time.perf_counter()
@@ -619,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
 
         nusc = NuScenes("v1.0-mini", str(root), verbose=False)
         t0 = time.perf_counter()
-        tracks = _tracks(seqs, nusc)
+        tracks = _tracks(seqs, nusc, objects_cfg)
         t_tracks = time.perf_counter() - t0
         oracle = [[f.gt_motion for f in frames] for frames in seqs]
         single, _ = score(seqs, None)
