@@ -1,18 +1,23 @@
 """3D objects on HELD-OUT synthetic scenes: geometry only vs BEV blobs only vs fused.
 
-Runs the committed LSS checkpoint (``models/lss_small_synth.pt``) and the committed YOLO
-(``models/yolo_synth/yolo11n_synth.onnx``, the export of ``yolo11n_synth.pt``) frame by frame
-on held-out scenes (a seed neither model was trained on: LSS 2024, YOLO 0), feeds
-``ObjectPipeline`` in three modes, writes nuScenes submissions and scores them with the
-devkit's own DetectionEval / TrackingEval (custom split ``synth_val`` = all generated scenes).
-Prints side by side: mAP, NDS, car AP, mATE/mASE/mAOE/mAVE, AMOTA, AMOTP, IDS, and the time the
-objects stage adds per frame vs the BEV (LSS) frame time.
+Runs an LSS checkpoint (``--weights``, default the committed default
+``models/lss_small_cpu_synth.pt``) and the committed YOLO (``models/yolo_synth/
+yolo11n_synth.onnx``, the export of ``yolo11n_synth.pt``) frame by frame on held-out scenes (a
+seed neither model was trained on: LSS 2024, YOLO 0), feeds ``ObjectPipeline`` in three modes
+(and ``--variant`` columns: the fused mode with ObjectsConfig fields changed), writes nuScenes
+submissions and scores them with the devkit's own DetectionEval / TrackingEval (custom split
+``synth_val`` = all generated scenes). Prints side by side: mAP, NDS, car AP, mATE/mASE/mAOE/mAVE,
+AMOTA, AMOTP, IDS, the devkit's tracking FP / FN / MOTA, the time the objects stage adds per
+frame vs the BEV (LSS) frame time, and two counts of the published tracks against the GT
+vehicles of each frame: GT vehicles with two or more tracks within ``--dup-m`` (one object
+tracked twice) and tracks farther than ``--false-m`` from every GT vehicle.
 
 Model outputs are cached per frame (``--workdir/cache``), so the three modes (and reruns) reuse
 them.
 
     nice -n 10 python bench/objects_ablation.py                 # 6 scenes x 10 key frames
     nice -n 10 python bench/objects_ablation.py --scenes 2 --samples-per-scene 8
+    python bench/objects_ablation.py --modes fused --variant overlap_iou=1.0   # pruning off
 """
 
 from __future__ import annotations
@@ -35,16 +40,19 @@ from lss_bev_ros.conversions import GridSpec  # noqa: E402
 from lss_bev_ros.detection.gt import CLASS_NAMES  # noqa: E402
 from lss_bev_ros.detection.types import Detections  # noqa: E402
 from lss_bev_ros.objects import MODES, ObjectPipeline, ObjectsConfig, Pose2D  # noqa: E402
+from lss_bev_ros.objects.config import parse_overrides  # noqa: E402
 from lss_bev_ros.objects.nuscenes_eval import (  # noqa: E402
     VAL_SPLIT,
     SampleIndex,
     SubmissionWriter,
+    ground_truth_frames,
     score_submission,
     write_custom_splits,
 )
 
-LSS_WEIGHTS = REPO / "models" / "lss_small_synth.pt"
+DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
 YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
+VEHICLES = frozenset({"car", "truck", "bus", "trailer", "construction_vehicle"})
 
 
 def _digest(path: Path) -> str:
@@ -99,7 +107,8 @@ class FrameCache:
         np.savez_compressed(self.path(token), **arrays)
 
 
-def run_models(nusc, tokens: list[str], cache: FrameCache, det_conf: float, imgsz: int) -> None:
+def run_models(nusc, tokens: list[str], cache: FrameCache, weights: Path, det_conf: float,
+               imgsz: int) -> None:
     """Fill the cache: LSS grid + YOLO detections per key frame (only what is missing)."""
     missing = [t for t in tokens if not cache.path(t).is_file()]
     if not missing:
@@ -112,7 +121,7 @@ def run_models(nusc, tokens: list[str], cache: FrameCache, det_conf: float, imgs
     from lss_bev_ros.lss.preprocess import prepare_inputs
 
     torch.set_num_threads(2)
-    model, cfg, _ = load_checkpoint(LSS_WEIGHTS)
+    model, cfg, _ = load_checkpoint(weights)
     model.eval()
     det = BatchedDetector(DetectorConfig(str(YOLO_WEIGHTS), imgsz=imgsz, conf=det_conf))
     t_all = time.perf_counter()
@@ -134,13 +143,31 @@ def run_models(nusc, tokens: list[str], cache: FrameCache, det_conf: float, imgs
                   f"{(time.perf_counter() - t_all) / (i + 1):.2f} s/frame", flush=True)
 
 
+def track_counts(tracked: list, gt: list, dup_m: float, false_m: float) -> tuple[int, int, int]:
+    """(GT vehicles of a frame, those with >= 2 tracks within ``dup_m``, tracks farther than
+    ``false_m`` from every GT vehicle); positions in one frame (m)."""
+    gv = np.array([[o.x, o.y] for o in gt if o.label in VEHICLES]).reshape(-1, 2)
+    tv = np.array([[o.x, o.y] for o in tracked if o.label in VEHICLES]).reshape(-1, 2)
+    if len(tv) == 0:
+        return len(gv), 0, 0
+    if len(gv) == 0:
+        return 0, 0, len(tv)
+    d = np.hypot(*(tv[:, None, :] - gv[None, :, :]).transpose(2, 0, 1))  # tracks x GT
+    return len(gv), int(((d <= dup_m).sum(axis=0) >= 2).sum()), int((d.min(axis=1) > false_m)
+                                                                   .sum())
+
+
 def run_mode(nusc, index: SampleIndex, scenes: list[str], cache: FrameCache, mode: str,
-             grid: GridSpec, out: Path, detection_source: str, **overrides: float
+             grid: GridSpec, out: Path, detection_source: str, gt: dict[str, list],
+             dup_m: float, false_m: float, name: str | None = None,
+             **overrides: float | int | str | bool
              ) -> dict[str, float]:
     """Pipeline over all scenes in ``mode`` (``overrides``: ObjectsConfig fields); devkit
-    scores + median objects-stage time."""
+    scores + median objects-stage time + duplicate / false track counts (``gt``: per sample
+    token the GT objects in the global frame, the frame the tracks are in)."""
     writer = SubmissionWriter(detection_source=detection_source)
     stage_ms: list[float] = []
+    counts = np.zeros(3, dtype=int)
     cfg = ObjectsConfig(mode=mode, **overrides)  # type: ignore[arg-type]
     pipe: ObjectPipeline | None = None
     for scene in scenes:
@@ -159,10 +186,15 @@ def run_mode(nusc, index: SampleIndex, scenes: list[str], cache: FrameCache, mod
             frame = pipe.step(stamp, dets, prob, None, Pose2D(ego.x, ego.y, ego.yaw, stamp))
             stage_ms.append(frame.stage_ms["total"])
             writer.add(tok, frame, ego)
-    det_json, trk_json = writer.write(out / mode)
-    s = score_submission(nusc, det_json, trk_json, out / mode / "eval", VAL_SPLIT)
+            counts += track_counts(frame.tracked, gt[tok], dup_m, false_m)
+    name = name or mode
+    det_json, trk_json = writer.write(out / name)
+    s = score_submission(nusc, det_json, trk_json, out / name / "eval", VAL_SPLIT)
     row = s.as_row()
     row["objects_ms"] = float(np.median(stage_ms))
+    for k in ("fp", "fn", "mota"):
+        row[f"trk_{k.upper()}"] = s.tracking.get(k, float("nan"))
+    row["GT_vehicles"], row["dup_GT"], row["false_tracks"] = (float(v) for v in counts)
     row["per_class_ap"] = s.class_ap  # type: ignore[assignment]
     return row
 
@@ -178,8 +210,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detection-source", choices=("detected", "tracked"), default="detected")
     ap.add_argument("--modes", nargs="+", default=["geometry", "bev", "fused"],
                     choices=sorted(MODES))
+    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="LSS checkpoint")
+    ap.add_argument("--variant", action="append", default=[], metavar="FIELD=V[,FIELD=V]",
+                    help="one more column: the fused mode with these ObjectsConfig fields")
+    ap.add_argument("--dup-m", type=float, default=2.0,
+                    help="a GT vehicle with >= 2 tracks this close is tracked twice (m)")
+    ap.add_argument("--false-m", type=float, default=4.0,
+                    help="a track this far from every GT vehicle is false (m)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    try:
+        variants = {f"fused {v}": parse_overrides(v) for v in args.variant}
+    except ValueError as exc:
+        ap.error(f"--variant: {exc}")
 
     from nuscenes.nuscenes import NuScenes
 
@@ -189,38 +232,51 @@ def main(argv: list[str] | None = None) -> int:
     scenes = _ensure_data(root, args.scenes, args.samples_per_scene, args.seed)
     nusc = NuScenes(version="v1.0-mini", dataroot=str(root), verbose=False)
     index = SampleIndex.from_nuscenes(nusc, scenes)
-    key = f"{_digest(LSS_WEIGHTS)}_{_digest(YOLO_WEIGHTS)}_{args.imgsz}_{args.det_conf:g}"
+    weights = Path(args.weights)
+    key = f"{_digest(weights)}_{_digest(YOLO_WEIGHTS)}_{args.imgsz}_{args.det_conf:g}"
     cache = FrameCache(root / "cache", key)
-    run_models(nusc, list(index.tokens), cache, args.det_conf, args.imgsz)
+    run_models(nusc, list(index.tokens), cache, weights, args.det_conf, args.imgsz)
+    gt = ground_truth_frames(nusc, index.tokens)
     bev_ms = float(np.median([cache.load(t)[2] for t in index.tokens]))  # type: ignore[index]
     det_ms = float(np.median([cache.load(t)[3] for t in index.tokens]))  # type: ignore[index]
     grid = GridSpec(-50.0, -50.0, 0.5, 200, 200)
     rows = {}
-    for mode in args.modes:
+    columns: dict[str, tuple[str, dict[str, float]]] = {m: (m, {}) for m in args.modes}
+    columns.update({k: ("fused", over) for k, over in variants.items()})
+    for name, (mode, over) in columns.items():
         t = time.perf_counter()
-        rows[mode] = run_mode(nusc, index, scenes, cache, mode, grid, work / "results",
-                              args.detection_source)
-        print(f"  {mode}: scored in {time.perf_counter() - t:.0f} s", flush=True)
+        rows[name] = run_mode(nusc, index, scenes, cache, mode, grid, work / "results",
+                              args.detection_source, gt, args.dup_m, args.false_m,
+                              name.replace(" ", "_").replace(",", "_"), **over)
+        print(f"  {name}: scored in {time.perf_counter() - t:.0f} s", flush=True)
 
     print(f"\nheld-out: {len(scenes)} scenes x {args.samples_per_scene} key frames (2 Hz), seed "
           f"{args.seed}; devkit detection_cvpr_2019 / tracking_nips_2019 restricted to "
-          f"{', '.join(CLASS_NAMES)}; detections from '{args.detection_source}' objects")
+          f"{', '.join(CLASS_NAMES)}; detections from '{args.detection_source}' objects; "
+          f"LSS {weights.name}")
     print(f"LSS (BEV) frame time {bev_ms:.0f} ms (median, 6 cams, CPU), YOLO 6 cams "
           f"{det_ms:.0f} ms (imgsz {args.imgsz})")
     keys = ["mAP", "NDS", "car_AP", "mATE", "mASE", "mAOE", "mAVE", "AMOTA", "AMOTP", "IDS",
+            "trk_FP", "trk_FN", "trk_MOTA", "GT_vehicles", "dup_GT", "false_tracks",
             "objects_ms"]
-    print(f"{'':<22}" + "".join(f"{m:>12}" for m in rows))
+    counts = {"IDS", "trk_FP", "trk_FN", "GT_vehicles", "dup_GT", "false_tracks"}
+    width = max(12, *(len(m) + 2 for m in rows))
+    print(f"{'':<22}" + "".join(f"{m:>{width}}" for m in rows))
     for k in keys:
         vals = []
         for r in rows.values():
             v = r[k]
-            vals.append(f"{v:>12.0f}" if k == "IDS" and not math.isnan(v) else f"{v:>12.3f}")
+            vals.append(f"{v:>{width}.0f}" if k in counts and not math.isnan(v)
+                        else f"{v:>{width}.3f}")
         print(f"{k:<22}" + "".join(vals))
+    print(f"(dup_GT: GT vehicle-frames with >= 2 published tracks within {args.dup_m:g} m; "
+          f"false_tracks: published vehicle track-frames > {args.false_m:g} m from every GT "
+          "vehicle)")
     print(f"{'objects / BEV time':<22}" + "".join(
-        f"{100 * r['objects_ms'] / bev_ms:>11.1f}%" for r in rows.values()))
+        f"{100 * r['objects_ms'] / bev_ms:>{width - 1}.1f}%" for r in rows.values()))
     for c in CLASS_NAMES:
         print(f"{'AP ' + c:<22}" + "".join(
-            f"{r['per_class_ap'].get(c, float('nan')):>12.3f}" for r in rows.values()))
+            f"{r['per_class_ap'].get(c, float('nan')):>{width}.3f}" for r in rows.values()))
     print(f"total {time.perf_counter() - t_start:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(

@@ -80,7 +80,7 @@ _INFO_ISSUES = {"image_size_mismatch", "no_grid", "no_range"}
 
 #: node parameters that are ObjectsConfig fields of the same name
 _CONFIG_PARAMS = ("mode", "min_score", "time_jump_s", "max_range_m", "accel_sigma",
-                  "confirm_hits", "max_coast_s", "bev_threshold")
+                  "confirm_hits", "max_coast_s", "bev_threshold", "overlap_iou")
 
 
 def _topic(v: str) -> str | None:
@@ -178,6 +178,9 @@ class ObjectsNode(PerceptionNode):
                   "is published", min=1, max=100),
         ParamSpec("max_coast_s", ObjectsConfig.max_coast_s, "tracker: a track survives this "
                   "long unseen (s)", min=0.01, max=60.0),
+        ParamSpec("overlap_iou", ObjectsConfig.overlap_iou, "tracker: two tracks of one class "
+                  "group whose footprints overlap with a larger IoU are one object; the one with "
+                  "fewer updates is dropped (1: never)", min=0.0, max=1.0),
         ParamSpec("time_jump_s", 5.0, "a stamp this much older than the newest restarts "
                   "synchronisation and tracking (looped bag), s", min=0.01, max=1e6),
         ParamSpec("sync_tolerance_s", 0.05, "max stamp spread of one camera set (s)", min=0.0,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 MODES: Mapping[str, str] = {
     "fused": "2D detections + ground plane + BEV ray range + BEV blob footprint/heading",
@@ -60,6 +60,9 @@ class ObjectsConfig:
     tentative_coast_s: float = 0.3  # a tentative track survives this long without updates
     output_coast_s: float = 0.6  # confirmed tracks are published while updated this recently
     moving_speed_mps: float = 1.0  # faster tracks take their yaw from the velocity
+    # two label-compatible tracks whose footprints overlap with a larger IoU are one object
+    # tracked twice: the one with fewer updates is dropped (1.0: never)
+    overlap_iou: float = 0.1
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -68,3 +71,27 @@ class ObjectsConfig:
             raise ValueError("min_score must be in [0, 1] and bev_threshold in (0, 1)")
         if self.time_jump_s <= 0 or self.max_coast_s <= 0 or self.confirm_hits < 1:
             raise ValueError("time_jump_s, max_coast_s > 0 and confirm_hits >= 1 required")
+        if not 0.0 <= self.overlap_iou <= 1.0:
+            raise ValueError(f"overlap_iou must be in [0, 1], got {self.overlap_iou}")
+
+
+def parse_overrides(text: str) -> dict[str, float | int | str | bool]:
+    """``"field=value[,field=value]"`` (a bench / CLI option) -> :class:`ObjectsConfig` field
+    overrides, each parsed as the type of the field's default. ``ValueError`` names a field
+    that does not exist or does not take a scalar."""
+    defaults = {f.name: f.default for f in fields(ObjectsConfig)}
+    out: dict[str, float | int | str | bool] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, sep, value = item.partition("=")
+        default = defaults.get(key.strip())
+        if not sep or not isinstance(default, (bool, int, float, str)):
+            raise ValueError(f"{item!r}: not a scalar ObjectsConfig field=value "
+                             f"(fields: {sorted(defaults)})")
+        value = value.strip()
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{item!r}: {key} takes true or false")
+            out[key.strip()] = value.lower() in ("true", "1")
+        else:
+            out[key.strip()] = type(default)(value)
+    return out

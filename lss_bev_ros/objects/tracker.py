@@ -1,5 +1,8 @@
 """Ground-plane multi-object tracker: constant-velocity Kalman filter per track (filterpy),
-Mahalanobis-gated assignment (scipy linear_sum_assignment), birth / confirmation / deletion.
+Mahalanobis-gated assignment (scipy linear_sum_assignment), birth / confirmation / deletion,
+and removal of a track that overlaps a stronger one (shapely footprint IoU): one object tracked
+twice, e.g. when a second detection of it did not pass the gate of its track and was born
+beside it.
 
 State per track: [x, y, vx, vy] (m, m/s) in the tracking frame (map or base_link). Measurements
 are object positions (x, y) with their 2 x 2 covariance. One id per physical object: the input
@@ -16,6 +19,7 @@ import numpy as np
 from filterpy.common import Q_discrete_white_noise
 from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
+from shapely.geometry import Polygon
 
 from lss_bev_ros.objects.config import ObjectsConfig
 from lss_bev_ros.objects.types import Object3D
@@ -65,6 +69,24 @@ class Track:
     @property
     def velocity(self) -> np.ndarray:
         return self.kf.x[2:, 0].copy()
+
+
+def footprint(t: Track) -> Polygon:
+    """Ground footprint of a track: its length x width rectangle at its position and yaw (m)."""
+    c, s = np.cos(t.yaw), np.sin(t.yaw)
+    half = 0.5 * np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=float) * t.size[:2]
+    return Polygon(half @ np.array([[c, s], [-s, c]]) + t.position)
+
+
+def footprint_iou(a: Track, b: Track) -> float:
+    """IoU of two tracks' footprints (0 when they are farther apart than their half diagonals
+    together)."""
+    if np.hypot(*(a.position - b.position)) > 0.5 * (np.hypot(*a.size[:2])
+                                                     + np.hypot(*b.size[:2])):
+        return 0.0
+    pa, pb = footprint(a), footprint(b)
+    union = pa.union(pb).area
+    return float(pa.intersection(pb).area / union) if union > 1e-9 else 0.0
 
 
 class GroundTracker:
@@ -196,15 +218,42 @@ class GroundTracker:
             if assigned[j] < 0:
                 self.tracks.append(self._new_track(ob, stamp))
                 assigned[j] = len(self.tracks) - 1
+        owner = self._overlap_owners()
+        assigned = [owner[a] for a in assigned]
         keep = []
-        for t in self.tracks:
+        for i, t in enumerate(self.tracks):
             coast = stamp - t.last_update
             limit = cfg.max_coast_s if t.confirmed else cfg.tentative_coast_s
-            keep.append(coast <= limit)
+            keep.append(owner[i] == i and coast <= limit)
         remap = np.cumsum(keep) - 1
         assigned = [int(remap[a]) if keep[a] else -1 for a in assigned]
         self.tracks = [t for t, k in zip(self.tracks, keep, strict=True) if k]
         return assigned
+
+    def _overlap_owners(self) -> list[int]:
+        """Per track the index of the track it is kept as: itself, or the stronger track its
+        footprint overlaps with IoU above ``overlap_iou`` (label-compatible; stronger: more
+        updates, then older). A duplicate is removed with its objects handed to the owner."""
+        cfg = self.config
+        owner = list(range(len(self.tracks)))
+        if cfg.overlap_iou >= 1.0 or len(self.tracks) < 2:
+            return owner
+        xy = np.array([t.kf.x[:2, 0] for t in self.tracks])  # T x 2, m
+        reach = 0.5 * np.array([np.hypot(t.size[0], t.size[1]) for t in self.tracks])  # T, m
+        near = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= (
+            reach[:, None] + reach[None, :])  # T x T: footprints can touch
+        order = sorted(owner, key=lambda i: (-self.tracks[i].hits, self.tracks[i].track_id))
+        kept: list[int] = []
+        for i in order:
+            ti = self.tracks[i]
+            for k in kept:
+                if near[i, k] and _compatible(ti.label, self.tracks[k].label) and footprint_iou(
+                        ti, self.tracks[k]) > cfg.overlap_iou:
+                    owner[i] = k
+                    break
+            else:
+                kept.append(i)
+        return owner
 
     def outputs(self, stamp: float) -> list[Object3D]:
         """Confirmed tracks updated within ``output_coast_s``, as objects in the tracking frame."""

@@ -75,3 +75,62 @@ def test_stamp_jumping_back_resets_tracks_with_new_ids() -> None:
     (a,) = _run(tr, [(10.0, [_car(10.0, 0.0)]), (10.5, [_car(10.0, 0.0)])])
     (b,) = _run(tr, [(0.0, [_car(10.0, 0.0)])])
     assert b.track_id != a.track_id and b.age_s == 0.0
+
+
+def _ids_per_frame(tracker: GroundTracker, frames: list[tuple[float, list[Object3D]]]
+                   ) -> list[list[int]]:
+    out = []
+    for t, objs in frames:
+        tracker.step(t, objs)
+        out.append(sorted(o.track_id for o in tracker.outputs(t)))
+    return out
+
+
+def test_a_second_detection_of_a_tracked_car_does_not_become_a_second_track() -> None:
+    # a parked car seen once per frame, then also as a confident second detection 1 m along its
+    # length (e.g. a camera that sees only its rear): the second detection is not gated to the
+    # track (the Hungarian gives the track the nearer one), so it is born beside it, confirmed
+    # at birth by its score: one car, two published ids, unless the overlap removes it
+    frames = [(0.5 * k, [_car(10.0, 0.0)]) for k in range(6)]
+    frames += [(0.5 * k, [_car(10.0, 0.0), _car(11.0, 0.0)]) for k in range(6, 10)]
+    pruned = _ids_per_frame(GroundTracker(ObjectsConfig()), frames)
+    assert all(ids == pruned[0] for ids in pruned) and len(pruned[0]) == 1
+    kept = _ids_per_frame(GroundTracker(ObjectsConfig(overlap_iou=1.0)), frames)
+    assert len(kept[-1]) == 2  # the failure the pruning removes
+
+
+def test_the_second_detection_is_handed_to_the_kept_track() -> None:
+    tr = GroundTracker(ObjectsConfig())
+    for k in range(4):
+        tr.step(0.5 * k, [_car(10.0, 0.0)])
+    assigned = tr.step(2.0, [_car(10.0, 0.0), _car(11.0, 0.0)])
+    assert assigned == [0, 0] and len(tr.tracks) == 1 and tr.tracks[0].hits == 5
+
+
+def test_adjacent_parked_cars_keep_two_tracks() -> None:
+    # side by side 2.4 m apart (0.5 m gap) and bumper to bumper 5 m apart: no overlap
+    for other in (_car(10.0, 2.4), _car(15.0, 0.0)):
+        ids = _ids_per_frame(GroundTracker(ObjectsConfig()),
+                             [(0.5 * k, [_car(10.0, 0.0), other]) for k in range(6)])
+        assert len(ids[-1]) == 2
+
+
+def test_overlapping_tracks_of_incompatible_classes_are_both_kept() -> None:
+    ped = Object3D(10.5, 0.3, 0.9, 0.7, 0.65, 1.75, 0.0, False, "pedestrian", 0.9, 0.9,
+                   np.eye(2) * 0.3**2)
+    ids = _ids_per_frame(GroundTracker(ObjectsConfig()),
+                         [(0.5 * k, [_car(10.0, 0.0), ped]) for k in range(6)])
+    assert len(ids[-1]) == 2
+
+
+def test_footprint_iou_uses_position_size_and_yaw() -> None:
+    from lss_bev_ros.objects.tracker import footprint_iou
+
+    tr = GroundTracker(ObjectsConfig())
+    a, b, c, far = (tr._new_track(o, 0.0) for o in
+                    (_car(0.0, 0.0), _car(0.0, 0.0), _car(1.0, 0.0), _car(30.0, 0.0)))
+    b.yaw = np.pi / 2  # crossed: 1.9 x 1.9 in common, union 2 x 4.5 x 1.9 - 1.9^2
+    assert footprint_iou(a, b) == footprint_iou(b, a)
+    assert abs(footprint_iou(a, b) - 1.9**2 / (2 * 4.5 * 1.9 - 1.9**2)) < 1e-9
+    assert abs(footprint_iou(a, c) - 3.5 / 5.5) < 1e-9  # 1 m along the length
+    assert footprint_iou(a, far) == 0.0
