@@ -49,10 +49,10 @@ from lss_bev_ros.objects.nuscenes_eval import (  # noqa: E402
     score_submission,
     write_custom_splits,
 )
+from lss_bev_ros.objects.tracker import VEHICLE_LABELS  # noqa: E402
 
 DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
 YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
-VEHICLES = frozenset({"car", "truck", "bus", "trailer", "construction_vehicle"})
 
 
 def _digest(path: Path) -> str:
@@ -146,8 +146,8 @@ def run_models(nusc, tokens: list[str], cache: FrameCache, weights: Path, det_co
 def track_counts(tracked: list, gt: list, dup_m: float, false_m: float) -> tuple[int, int, int]:
     """(GT vehicles of a frame, those with >= 2 tracks within ``dup_m``, tracks farther than
     ``false_m`` from every GT vehicle); positions in one frame (m)."""
-    gv = np.array([[o.x, o.y] for o in gt if o.label in VEHICLES]).reshape(-1, 2)
-    tv = np.array([[o.x, o.y] for o in tracked if o.label in VEHICLES]).reshape(-1, 2)
+    gv = np.array([[o.x, o.y] for o in gt if o.label in VEHICLE_LABELS]).reshape(-1, 2)
+    tv = np.array([[o.x, o.y] for o in tracked if o.label in VEHICLE_LABELS]).reshape(-1, 2)
     if len(tv) == 0:
         return len(gv), 0, 0
     if len(gv) == 0:

@@ -82,16 +82,15 @@ def parse_overrides(text: str) -> dict[str, float | int | str | bool]:
     defaults = {f.name: f.default for f in fields(ObjectsConfig)}
     out: dict[str, float | int | str | bool] = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
-        key, sep, value = item.partition("=")
-        default = defaults.get(key.strip())
+        key, sep, value = (t.strip() for t in item.partition("="))
+        default = defaults.get(key)
         if not sep or not isinstance(default, (bool, int, float, str)):
             raise ValueError(f"{item!r}: not a scalar ObjectsConfig field=value "
                              f"(fields: {sorted(defaults)})")
-        value = value.strip()
         if isinstance(default, bool):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise ValueError(f"{item!r}: {key} takes true or false")
-            out[key.strip()] = value.lower() in ("true", "1")
+            out[key] = value.lower() in ("true", "1")
         else:
-            out[key.strip()] = type(default)(value)
+            out[key] = type(default)(value)
     return out

@@ -24,12 +24,13 @@ from shapely.geometry import Polygon
 from lss_bev_ros.objects.config import ObjectsConfig
 from lss_bev_ros.objects.types import Object3D
 
-_VEHICLES = frozenset({"car", "truck", "bus", "trailer", "construction_vehicle"})
+VEHICLE_LABELS = frozenset({"car", "truck", "bus", "trailer", "construction_vehicle"})
+"""nuScenes vehicle names: labels the detector confuses with one another."""
 
 
 def _compatible(a: str, b: str) -> bool:
     """Labels that may belong to one physical object (the detector confuses vehicle classes)."""
-    return a == b or (a in _VEHICLES and b in _VEHICLES)
+    return a == b or (a in VEHICLE_LABELS and b in VEHICLE_LABELS)
 
 
 def wrap_angle(a: float) -> float:
@@ -79,11 +80,7 @@ def footprint(t: Track) -> Polygon:
 
 
 def footprint_iou(a: Track, b: Track) -> float:
-    """IoU of two tracks' footprints (0 when they are farther apart than their half diagonals
-    together)."""
-    if np.hypot(*(a.position - b.position)) > 0.5 * (np.hypot(*a.size[:2])
-                                                     + np.hypot(*b.size[:2])):
-        return 0.0
+    """IoU of two tracks' footprints (0 for disjoint ones)."""
     pa, pb = footprint(a), footprint(b)
     union = pa.union(pb).area
     return float(pa.intersection(pb).area / union) if union > 1e-9 else 0.0
@@ -238,10 +235,10 @@ class GroundTracker:
         owner = list(range(len(self.tracks)))
         if cfg.overlap_iou >= 1.0 or len(self.tracks) < 2:
             return owner
-        xy = np.array([t.kf.x[:2, 0] for t in self.tracks])  # T x 2, m
+        xy = np.array([t.position for t in self.tracks])  # T x 2, m
         reach = 0.5 * np.array([np.hypot(t.size[0], t.size[1]) for t in self.tracks])  # T, m
         near = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= (
-            reach[:, None] + reach[None, :])  # T x T: footprints can touch
+            reach[:, None] + reach[None, :])  # T x T: footprints can touch (else IoU 0)
         order = sorted(owner, key=lambda i: (-self.tracks[i].hits, self.tracks[i].track_id))
         kept: list[int] = []
         for i in order:
