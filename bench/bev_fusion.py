@@ -87,6 +87,7 @@ from lss_bev_ros.fusion import (  # noqa: E402
     warp_grid,
 )
 from lss_bev_ros.objects.config import ObjectsConfig, parse_overrides  # noqa: E402
+from lss_bev_ros.objects.tracker import VEHICLE_LABELS  # noqa: E402
 
 DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
 YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
@@ -348,45 +349,62 @@ def _from_cache(path: Path, nusc: Any) -> list[list[Frame]]:
 
 
 def _tracks(seqs: list[list[Frame]], nusc: Any, objects_config: ObjectsConfig | None = None
-            ) -> list[list[list[ObjectMotion]]]:
+            ) -> tuple[list[list[list[ObjectMotion]]], list[list[list[str]]]]:
     """Per sequence and frame: the tracks of the real objects stage after the PREVIOUS frame
-    (``map``), as fusion_node gets them (empty for the first frame)."""
+    (``map``), as fusion_node gets them (empty for the first frame), and their labels."""
     from lss_bev_ros.calibration import rig_from_nuscenes
     from lss_bev_ros.detection.gt import CLASS_NAMES
     from lss_bev_ros.objects import ObjectPipeline
     from lss_bev_ros.objects import Pose2D as ObjPose
 
     grid = GridSpec()
-    out = []
+    out, out_labels = [], []
     for frames in seqs:
         pipe = ObjectPipeline(rig_from_nuscenes(nusc, frames[0].token), grid, CLASS_NAMES,
                               objects_config)
         per: list[list[ObjectMotion]] = []
+        per_labels: list[list[str]] = []
         prev: list[ObjectMotion] = []
+        prev_labels: list[str] = []
         for f in frames:
             per.append(prev)
+            per_labels.append(prev_labels)
             res = pipe.step(f.stamp, f.dets, f.prob, f.known,
                             ObjPose(f.pose.x, f.pose.y, f.pose.yaw, f.stamp))
             prev = [ObjectMotion.from_object(o, f.stamp) for o in res.tracked]
+            prev_labels = [o.label for o in res.tracked]
         out.append(per)
-    return out
+        out_labels.append(per_labels)
+    return out, out_labels
 
 
 def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMotion]]],
-                        cfg: FusionConfig, match_m: float = 2.0, static_mps: float = 0.3) -> str:
-    """One line: the speeds (m/s) of the tracks on parked and on moving GT vehicles (nearest GT
-    centre within ``match_m``; parked = GT speed < ``static_mps``) and the share of each that
-    the fusion treats as moving (``object_min_speed_mps`` and ``object_min_speed_sigmas``)."""
+                        labels: list[list[list[str]]], cfg: FusionConfig, match_m: float = 2.0,
+                        static_mps: float = 0.3, far_m: float = 4.0, range_m: float = 30.0
+                        ) -> str:
+    """One line: the speeds (m/s) of the vehicle tracks on parked and on moving GT vehicles
+    (nearest GT centre within ``match_m``; parked = GT speed < ``static_mps``), the share of
+    each that the fusion treats as moving (``object_min_speed_mps`` and
+    ``object_min_speed_sigmas``), the vehicle tracks farther than ``match_m`` from every GT
+    vehicle (split at ``far_m`` from it and at ``range_m`` from the ego) and the pedestrian
+    tracks (the fusion gets them too; the GT here is vehicles only)."""
     parked: list[ObjectMotion] = []
     moving: list[ObjectMotion] = []
     unmatched: list[ObjectMotion] = []
-    for frames, per in zip(seqs, tracks, strict=True):
-        for f, objs in zip(frames[:-1], per[1:], strict=True):  # tracks after frame f
-            for o in objs:
+    n_far = n_beyond = n_ped = 0
+    for frames, per, per_labels in zip(seqs, tracks, labels, strict=True):
+        # tracks after frame f
+        for f, objs, labs in zip(frames[:-1], per[1:], per_labels[1:], strict=True):
+            for o, lab in zip(objs, labs, strict=True):
+                if lab not in VEHICLE_LABELS:
+                    n_ped += 1
+                    continue
                 near = [(math.hypot(g.x - o.x, g.y - o.y), g) for g in f.gt_motion]
                 d, g = min(near, key=lambda t: t[0], default=(math.inf, None))
                 if g is None or d > match_m:
                     unmatched.append(o)
+                    n_far += d > far_m
+                    n_beyond += math.hypot(o.x - f.pose.x, o.y - f.pose.y) >= range_m
                 else:
                     (parked if g.speed < static_mps else moving).append(o)
 
@@ -404,9 +422,12 @@ def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMo
 
     false_moving = moving_objects(unmatched, cfg.object_min_speed_mps,
                                   cfg.object_min_speed_sigmas)
-    return (f"track speeds (m/s): on parked GT vehicles {desc(parked)}; on moving GT vehicles "
-            f"{desc(moving)}; {len(unmatched)} tracks > {match_m:g} m from any GT vehicle, "
-            f"{len(false_moving)} of them moving for the fusion")
+    n_veh = len(parked) + len(moving) + len(unmatched)
+    return (f"vehicle track speeds (m/s): on parked GT vehicles {desc(parked)}; on moving GT "
+            f"vehicles {desc(moving)}; {len(unmatched)} of {n_veh} vehicle tracks > {match_m:g}"
+            f" m from any GT vehicle ({n_far} > {far_m:g} m; {n_beyond} >= {range_m:g} m from "
+            f"the ego), {len(false_moving)} of them moving for the fusion; {n_ped} tracks of "
+            "other classes (pedestrians; not scored here)")
 
 
 def score(seqs: list[list[Frame]], cfg: FusionConfig | None,
@@ -632,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
 
         nusc = NuScenes("v1.0-mini", str(root), verbose=False)
         t0 = time.perf_counter()
-        tracks = _tracks(seqs, nusc, objects_cfg)
+        tracks, labels = _tracks(seqs, nusc, objects_cfg)
         t_tracks = time.perf_counter() - t0
         oracle = [[f.gt_motion for f in frames] for frames in seqs]
         single, _ = score(seqs, None)
@@ -644,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{n_tracks} track states fed to the fusion)")
         print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused,
                     world_stable_floor(seqs))
-        print(track_speed_summary(seqs, tracks, cfg))
+        print(track_speed_summary(seqs, tracks, labels, cfg))
         single_map, _ = score_map(seqs, nusc, cfg, single_frame=True)
         fused_map = {"fused (ego motion)": score_map(seqs, nusc, cfg),
                      "fused + tracks": score_map(seqs, nusc, cfg, tracks)}
