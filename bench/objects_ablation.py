@@ -10,7 +10,8 @@ submissions and scores them with the devkit's own DetectionEval / TrackingEval (
 AMOTA, AMOTP, IDS, the devkit's tracking FP / FN / MOTA, the time the objects stage adds per
 frame vs the BEV (LSS) frame time, and two counts of the published tracks against the GT
 vehicles of each frame: GT vehicles with two or more tracks within ``--dup-m`` (one object
-tracked twice) and tracks farther than ``--false-m`` from every GT vehicle.
+tracked twice) and tracks farther than ``--false-m`` from every GT vehicle; and the share of the
+tracks on moving / parked GT vehicles whose heading points backwards (> 135 deg off).
 
 Model outputs are cached per frame (``--workdir/cache``), so the three modes (and reruns) reuse
 them.
@@ -157,6 +158,27 @@ def track_counts(tracked: list, gt: list, dup_m: float, false_m: float) -> tuple
                                                                    .sum())
 
 
+def heading_counts(tracked: list, gt: list, match_m: float, moving_mps: float = 0.5,
+                   reversed_rad: float = 0.75 * math.pi) -> tuple[int, int, int, int]:
+    """(published vehicle tracks on a moving GT vehicle, those pointing backwards, tracks on a
+    parked GT vehicle, those pointing backwards) for one frame: a track is on the nearest GT
+    vehicle within ``match_m`` (m); moving: GT speed >= ``moving_mps`` (m/s); backwards: heading
+    error > ``reversed_rad`` (a blob's axis gives the heading only up to pi)."""
+    gv = [o for o in gt if o.label in VEHICLE_LABELS]
+    out = [0, 0, 0, 0]
+    for t in tracked:
+        if t.label not in VEHICLE_LABELS or not gv:
+            continue
+        d, g = min(((math.hypot(g.x - t.x, g.y - t.y), g) for g in gv), key=lambda p: p[0])
+        if d > match_m:
+            continue
+        k = 0 if math.hypot(g.vx, g.vy) >= moving_mps else 2
+        err = abs(math.remainder(t.yaw - g.yaw, 2 * math.pi))
+        out[k] += 1
+        out[k + 1] += err > reversed_rad
+    return out[0], out[1], out[2], out[3]
+
+
 def run_mode(nusc, index: SampleIndex, scenes: list[str], cache: FrameCache, mode: str,
              grid: GridSpec, out: Path, detection_source: str, gt: dict[str, list],
              dup_m: float, false_m: float, name: str | None = None,
@@ -168,6 +190,7 @@ def run_mode(nusc, index: SampleIndex, scenes: list[str], cache: FrameCache, mod
     writer = SubmissionWriter(detection_source=detection_source)
     stage_ms: list[float] = []
     counts = np.zeros(3, dtype=int)
+    heads = np.zeros(4, dtype=int)
     cfg = ObjectsConfig(mode=mode, **overrides)  # type: ignore[arg-type]
     pipe: ObjectPipeline | None = None
     for scene in scenes:
@@ -187,6 +210,7 @@ def run_mode(nusc, index: SampleIndex, scenes: list[str], cache: FrameCache, mod
             stage_ms.append(frame.stage_ms["total"])
             writer.add(tok, frame, ego)
             counts += track_counts(frame.tracked, gt[tok], dup_m, false_m)
+            heads += heading_counts(frame.tracked, gt[tok], dup_m)
     name = name or mode
     det_json, trk_json = writer.write(out / name)
     s = score_submission(nusc, det_json, trk_json, out / name / "eval", VAL_SPLIT)
@@ -195,6 +219,8 @@ def run_mode(nusc, index: SampleIndex, scenes: list[str], cache: FrameCache, mod
     for k in ("fp", "fn", "mota"):
         row[f"trk_{k.upper()}"] = s.tracking.get(k, float("nan"))
     row["GT_vehicles"], row["dup_GT"], row["false_tracks"] = (float(v) for v in counts)
+    row["trk_on_moving"], row["reversed_moving"] = float(heads[0]), heads[1] / max(heads[0], 1)
+    row["trk_on_parked"], row["reversed_parked"] = float(heads[2]), heads[3] / max(heads[2], 1)
     row["per_class_ap"] = s.class_ap  # type: ignore[assignment]
     return row
 
@@ -258,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{det_ms:.0f} ms (imgsz {args.imgsz})")
     keys = ["mAP", "NDS", "car_AP", "mATE", "mASE", "mAOE", "mAVE", "AMOTA", "AMOTP", "IDS",
             "trk_FP", "trk_FN", "trk_MOTA", "GT_vehicles", "dup_GT", "false_tracks",
-            "objects_ms"]
-    counts = {"IDS", "trk_FP", "trk_FN", "GT_vehicles", "dup_GT", "false_tracks"}
+            "trk_on_moving", "reversed_moving", "trk_on_parked", "reversed_parked", "objects_ms"]
+    counts = {"IDS", "trk_FP", "trk_FN", "GT_vehicles", "dup_GT", "false_tracks",
+              "trk_on_moving", "trk_on_parked"}
     width = max(12, *(len(m) + 2 for m in rows))
     print(f"{'':<22}" + "".join(f"{m:>{width}}" for m in rows))
     for k in keys:
@@ -271,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:<22}" + "".join(vals))
     print(f"(dup_GT: GT vehicle-frames with >= 2 published tracks within {args.dup_m:g} m; "
           f"false_tracks: published vehicle track-frames > {args.false_m:g} m from every GT "
-          "vehicle)")
+          "vehicle; trk_on_moving / parked: published vehicle track-frames within "
+          f"{args.dup_m:g} m of a GT vehicle moving at >= 0.5 m/s / slower, reversed_*: the share"
+          " of those whose heading is off by > 135 deg)")
     print(f"{'objects / BEV time':<22}" + "".join(
         f"{100 * r['objects_ms'] / bev_ms:>{width - 1}.1f}%" for r in rows.values()))
     for c in CLASS_NAMES:

@@ -31,7 +31,7 @@ from lss_bev_ros.detection.types import Detections
 from lss_bev_ros.objects.classes import nuscenes_name, prior
 from lss_bev_ros.objects.config import ObjectsConfig
 from lss_bev_ros.objects.lift import Blob, BlobMap, Peak, find_blobs, find_peaks, lift_box
-from lss_bev_ros.objects.tracker import GroundTracker, wrap_angle
+from lss_bev_ros.objects.tracker import GroundTracker, nearest_branch, wrap_angle
 from lss_bev_ros.objects.types import Object3D, ObjectsFrame, Pose2D
 
 
@@ -340,7 +340,8 @@ class ObjectPipeline:
             meas = list(detected)
             frame = "base_link"
         idx = self.tracker.step(stamp, meas)
-        # detections take the ground velocity (and moving heading) of the track they updated
+        # detections take the ground velocity (and moving heading) of the track they updated;
+        # of a track that does not move, the front (their blob gives the axis only)
         out_det = []
         for o, i in zip(detected, idx, strict=True):
             if i < 0:
@@ -348,9 +349,11 @@ class ObjectPipeline:
                 continue
             t = self.tracker.tracks[i]
             o2 = self.tracker.with_track_velocity(o, t, rot.T)
+            track_yaw = wrap_angle(t.yaw - (pose.yaw if pose else 0.0))  # detection's frame
             if self.tracker.is_moving(t):
-                o2 = replace(o2, yaw=wrap_angle(t.yaw - (pose.yaw if pose else 0.0)),
-                             yaw_observed=True)
+                o2 = replace(o2, yaw=track_yaw, yaw_observed=True)
+            elif o.yaw_observed and t.yaw_observed:  # the blob's axis, the track's front
+                o2 = replace(o2, yaw=nearest_branch(o.yaw, track_yaw))
             out_det.append(o2)
         tracked = self.tracker.outputs(stamp)
         t2 = time.perf_counter()

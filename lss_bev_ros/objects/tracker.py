@@ -33,6 +33,14 @@ def _compatible(a: str, b: str) -> bool:
     return a == b or (a in VEHICLE_LABELS and b in VEHICLE_LABELS)
 
 
+def nearest_branch(yaw: float, reference: float) -> float:
+    """``yaw`` or ``yaw + pi`` (rad, wrapped), whichever is nearer ``reference``: the branch of
+    a heading known only up to its direction (a blob's major axis)."""
+    if abs(wrap_angle(yaw + np.pi - reference)) < abs(wrap_angle(yaw - reference)):
+        return wrap_angle(yaw + np.pi)
+    return wrap_angle(yaw)
+
+
 def wrap_angle(a: float) -> float:
     """Angle wrapped to (-pi, pi]."""
     return float(np.arctan2(np.sin(a), np.cos(a)))
@@ -173,9 +181,7 @@ class GroundTracker:
             t.yaw_observed = True
         elif ob.yaw_observed:
             # a blob heading is ambiguous by pi: keep the branch nearest the track's yaw
-            y = ob.yaw
-            if abs(wrap_angle(y + np.pi - t.yaw)) < abs(wrap_angle(y - t.yaw)):
-                y = wrap_angle(y + np.pi)
+            y = nearest_branch(ob.yaw, t.yaw)
             t.yaw = wrap_angle(t.yaw + 0.3 * wrap_angle(y - t.yaw)) if t.yaw_observed else y
             t.yaw_observed = True
         if not t.confirmed and (t.hits >= cfg.confirm_hits

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lss_bev_ros.objects.config import ObjectsConfig
-from lss_bev_ros.objects.tracker import GroundTracker
+from lss_bev_ros.objects.tracker import GroundTracker, nearest_branch
 from lss_bev_ros.objects.types import Object3D
 
 
@@ -134,3 +135,10 @@ def test_footprint_iou_uses_position_size_and_yaw() -> None:
     assert abs(footprint_iou(a, b) - 1.9**2 / (2 * 4.5 * 1.9 - 1.9**2)) < 1e-9
     assert abs(footprint_iou(a, c) - 3.5 / 5.5) < 1e-9  # 1 m along the length
     assert footprint_iou(a, far) == 0.0
+
+
+def test_nearest_branch_picks_the_heading_branch_nearest_the_reference() -> None:
+    assert nearest_branch(0.1, 0.3) == pytest.approx(0.1)
+    assert nearest_branch(0.1, 3.0) == pytest.approx(0.1 - np.pi)  # 0.1 + pi, wrapped
+    assert nearest_branch(-1.5, 1.7) == pytest.approx(-1.5 + np.pi)
+    assert nearest_branch(1.5, -1.7) == pytest.approx(1.5 - np.pi)
