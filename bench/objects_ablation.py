@@ -19,6 +19,7 @@ them.
     nice -n 10 python bench/objects_ablation.py                 # 6 scenes x 10 key frames
     nice -n 10 python bench/objects_ablation.py --scenes 2 --samples-per-scene 8
     python bench/objects_ablation.py --modes fused --variant overlap_iou=1.0   # pruning off
+    python bench/objects_ablation.py --rate-hz 10 --samples-per-scene 46     # same scenes, 10 Hz
 """
 
 from __future__ import annotations
@@ -60,15 +61,19 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def _ensure_data(root: Path, scenes: int, samples: int, seed: int) -> list[str]:
+def _ensure_data(root: Path, scenes: int, samples: int, seed: int, rate_hz: float = 2.0
+                 ) -> list[str]:
     from lss_bev_ros.data.synthetic import generate_dataset, scene_name
 
     names = [scene_name(i) for i in range(scenes)]
     marker = root / "bench_objects.json"
-    want = {"scenes": scenes, "samples": samples, "seed": seed}
+    want: dict[str, float] = {"scenes": scenes, "samples": samples, "seed": seed}
+    if rate_hz != 2.0:
+        want["rate_hz"] = rate_hz
     if not (marker.is_file() and json.loads(marker.read_text()) == want):
         t = time.perf_counter()
-        generate_dataset(root, scenes, samples, seed, progress=False)
+        generate_dataset(root, scenes, samples, seed, progress=False,
+                         sample_period_us=round(1e6 / rate_hz))
         marker.write_text(json.dumps(want))
         print(f"generated {scenes} scenes x {samples} key frames (seed {seed}) in "
               f"{time.perf_counter() - t:.0f} s", flush=True)
@@ -230,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default=str(REPO / "runs" / "objects_ablation"))
     ap.add_argument("--scenes", type=int, default=6)
     ap.add_argument("--samples-per-scene", type=int, default=10)
+    ap.add_argument("--rate-hz", type=float, default=2.0,
+                    help="key-frame rate of the generated scenes (Hz; the objects stage runs at "
+                         "it). A scene's world depends on its duration, (samples - 1) / rate: "
+                         "10 Hz with --samples-per-scene 46 gives the worlds of the default 2 Hz "
+                         "x 10 (4.5 s), seen 5x as often")
     ap.add_argument("--seed", type=int, default=4242, help="held-out seed (LSS 2024, YOLO 0)")
     ap.add_argument("--imgsz", type=int, default=416)
     ap.add_argument("--det-conf", type=float, default=0.1, help="YOLO score threshold")
@@ -254,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     work = Path(args.workdir)
-    root = work / f"data_seed{args.seed}_{args.scenes}x{args.samples_per_scene}"
-    scenes = _ensure_data(root, args.scenes, args.samples_per_scene, args.seed)
+    rate = "" if args.rate_hz == 2.0 else f"_{args.rate_hz:g}hz"
+    root = work / f"data_seed{args.seed}_{args.scenes}x{args.samples_per_scene}{rate}"
+    scenes = _ensure_data(root, args.scenes, args.samples_per_scene, args.seed, args.rate_hz)
     nusc = NuScenes(version="v1.0-mini", dataroot=str(root), verbose=False)
     index = SampleIndex.from_nuscenes(nusc, scenes)
     weights = Path(args.weights)
@@ -271,12 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     columns.update({k: ("fused", over) for k, over in variants.items()})
     for name, (mode, over) in columns.items():
         t = time.perf_counter()
-        rows[name] = run_mode(nusc, index, scenes, cache, mode, grid, work / "results",
+        rows[name] = run_mode(nusc, index, scenes, cache, mode, grid, work / f"results{rate}",
                               args.detection_source, gt, args.dup_m, args.false_m,
                               name.replace(" ", "_").replace(",", "_"), **over)
         print(f"  {name}: scored in {time.perf_counter() - t:.0f} s", flush=True)
 
-    print(f"\nheld-out: {len(scenes)} scenes x {args.samples_per_scene} key frames (2 Hz), seed "
+    print(f"\nheld-out: {len(scenes)} scenes x {args.samples_per_scene} key frames "
+          f"({args.rate_hz:g} Hz), seed "
           f"{args.seed}; devkit detection_cvpr_2019 / tracking_nips_2019 restricted to "
           f"{', '.join(CLASS_NAMES)}; detections from '{args.detection_source}' objects; "
           f"LSS {weights.name}")
