@@ -13,8 +13,8 @@ vehicles of each frame: GT vehicles with two or more tracks within ``--dup-m`` (
 tracked twice) and tracks farther than ``--false-m`` from every GT vehicle; and the share of the
 tracks on moving / parked GT vehicles whose heading points backwards (> 135 deg off).
 
-Model outputs are cached per frame (``--workdir/cache``), so the three modes (and reruns) reuse
-them.
+Model outputs are cached per frame (``cache`` in the data folder under ``--workdir``), so the
+three modes (and reruns) reuse them.
 
     nice -n 10 python bench/objects_ablation.py                 # 6 scenes x 10 key frames
     nice -n 10 python bench/objects_ablation.py --scenes 2 --samples-per-scene 8
@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a track this far from every GT vehicle is false (m)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if not args.rate_hz > 0:
+        ap.error(f"--rate-hz must be > 0, got {args.rate_hz}")
     try:
         variants = {f"fused {v}": parse_overrides(v) for v in args.variant}
     except ValueError as exc:

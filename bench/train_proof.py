@@ -69,17 +69,27 @@ def proof_config(
     name: str = "small_cpu",
     final_dim: tuple[int, int] | None = None,
     downsample: int | None = None,
+    bot_pct: tuple[float, float] | None = None,
 ) -> LSSConfig:
     """Config `name` of `MODEL_CONFIGS` (64 x 176 images, 21 depth bins for the small ones) on a
     +-50 m grid of `grid_res` m cells; `final_dim` (H, W) px changes the network input size
     (the training resize range follows it: `lss.train.consistent_resize_lim`), `downsample` the
-    camera feature stride (`LSSConfig.downsample`)."""
+    camera feature stride (`LSSConfig.downsample`), `bot_pct` the share of the resized image
+    cut off below the crop (`ImageConfig.bot_pct_lim`; its mean at inference)."""
     cfg = MODEL_CONFIGS[name]()
     if downsample is not None:
         cfg = cfg.replace(downsample=downsample)
     if final_dim is not None:
         cfg = cfg.replace(image=dataclasses.replace(cfg.image, final_dim=tuple(final_dim)))
+    if bot_pct is not None:
+        lim = (float(bot_pct[0]), float(bot_pct[1]))
+        cfg = cfg.replace(image=dataclasses.replace(cfg.image, bot_pct_lim=lim))
     cfg = consistent_resize_lim(cfg)
+    img = cfg.image
+    if int((1 - img.bot_pct_lim[1]) * int(img.src_size[0] * img.resize_lim[0])) < img.final_dim[0]:
+        raise ValueError(f"bot_pct_lim {img.bot_pct_lim}: the smallest training resize "
+                         f"{img.resize_lim[0]:.3f} leaves fewer than {img.final_dim[0]} rows above "
+                         "the cut (the crop would leave the image)")
     if grid_res != cfg.grid.xbound[2]:
         g = cfg.grid
         cfg = cfg.replace(
@@ -289,6 +299,16 @@ def main(argv: list[str] | None = None) -> int:
         help="camera feature stride (default: the config's, 8 for small_cpu)",
     )
     p.add_argument(
+        "--bot-pct",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="share of the resized image below the crop (ImageConfig.bot_pct_lim; default the "
+        "config's 0 0.22): with a wide, low --final-dim, e.g. 64 352, 0.22 0.30 keeps the "
+        "horizon. Stored in the checkpoint; give it again with --resume",
+    )
+    p.add_argument(
         "--config",
         choices=tuple(MODEL_CONFIGS),
         default="small_cpu",
@@ -333,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     nusc = NuScenes(version="v1.0-mini", dataroot=str(data), verbose=False)
     train_names, val_names = split_scene_names(args.scenes, args.val_scenes)
     train_names += [scene_name(args.scenes + i) for i in range(args.extra_train_scenes)]
-    cfg = proof_config(args.grid_res, args.config, args.final_dim, args.downsample)
+    cfg = proof_config(args.grid_res, args.config, args.final_dim, args.downsample, args.bot_pct)
     torch.manual_seed(args.seed)  # untrained baseline = train()'s initial weights (same seed)
     untrained = LiftSplatShoot(cfg)
 

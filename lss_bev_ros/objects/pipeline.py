@@ -349,7 +349,7 @@ class ObjectPipeline:
                 continue
             t = self.tracker.tracks[i]
             o2 = self.tracker.with_track_velocity(o, t, rot.T)
-            track_yaw = wrap_angle(t.yaw - (pose.yaw if pose else 0.0))  # detection's frame
+            track_yaw = wrap_angle(t.yaw - (pose.yaw if pose is not None else 0.0))  # det. frame
             if self.tracker.is_moving(t):
                 o2 = replace(o2, yaw=track_yaw, yaw_observed=True)
             elif o.yaw_observed and t.yaw_observed:  # the blob's axis, the track's front

@@ -38,3 +38,5 @@ def test_reversed_headings_are_split_by_gt_motion() -> None:
               _ob(60.0, 0.0, math.pi)]  # on nothing: not counted
     assert bench.heading_counts(tracks, gt, 2.0) == (1, 1, 2, 1)
     assert bench.heading_counts(tracks[1:2], gt, 2.0) == (0, 0, 1, 0)
+    # across +-pi: 3.0 vs -3.0 is 0.28 rad off, not reversed
+    assert bench.heading_counts([_ob(0.0, 0.0, 3.0)], [_ob(0.0, 0.0, -3.0)], 2.0) == (0, 0, 1, 0)

@@ -106,19 +106,23 @@ def test_stamp_jumping_back_is_counted_and_resets_tracks() -> None:
     assert first.tracked and all(o.track_id != first.tracked[0].track_id for o in frame.tracked)
 
 
-def test_detection_of_a_stopped_car_keeps_the_heading_its_track_learned_while_moving() -> None:
-    """A blob gives the heading's axis only; the track knows the front from the motion."""
+@pytest.mark.parametrize("ego_yaw", [None, 2.0])
+def test_detection_of_a_stopped_car_keeps_the_heading_its_track_learned_while_moving(
+        ego_yaw: float | None) -> None:
+    """A blob gives the heading's axis only; the track knows the front from the motion
+    (tracked in base_link without a pose, in map with a parked ego yawed by ``ego_yaw``)."""
     rig = synth_rig()
     pipe = _pipe()
     frames = [(0.25 * k, 24.0 - 4.0 * 0.25 * min(k, 10)) for k in range(30)]  # 4 m/s, stops
     for t, x in frames:  # a car coming toward the ego (heading pi), stops at x = 14 m
         car = [(x, -3.0, np.pi)]
-        frame = pipe.step(t, detections_for(rig, car), painted_grid(car), None, None)
+        pose = None if ego_yaw is None else Pose2D(30.0, -7.0, ego_yaw, t)
+        frame = pipe.step(t, detections_for(rig, car), painted_grid(car), None, pose)
     (tr,) = pipe.tracker.tracks
     assert not pipe.tracker.is_moving(tr)
     (ob,) = frame.detected
     (tracked,) = frame.tracked
     assert ob.yaw_observed and tracked.yaw_observed
     # the blob's own axis estimate lies in (-pi/2, pi/2]: the detection takes the track's front
-    assert abs(np.cos(tracked.yaw) + 1.0) < 0.05
-    assert abs(np.cos(ob.yaw) + 1.0) < 0.05, ob.yaw
+    assert abs(np.cos(tracked.yaw - (ego_yaw or 0.0)) + 1.0) < 0.05  # in map / base_link
+    assert abs(np.cos(ob.yaw) + 1.0) < 0.05, ob.yaw  # detections: base_link
