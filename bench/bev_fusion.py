@@ -87,6 +87,7 @@ from lss_bev_ros.fusion import (  # noqa: E402
     warp_grid,
 )
 from lss_bev_ros.objects.config import ObjectsConfig, parse_overrides  # noqa: E402
+from lss_bev_ros.objects.matching import nearest_on_ground  # noqa: E402
 from lss_bev_ros.objects.tracker import VEHICLE_LABELS  # noqa: E402
 
 DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
@@ -349,37 +350,32 @@ def _from_cache(path: Path, nusc: Any) -> list[list[Frame]]:
 
 
 def _tracks(seqs: list[list[Frame]], nusc: Any, objects_config: ObjectsConfig | None = None
-            ) -> tuple[list[list[list[ObjectMotion]]], list[list[list[str]]]]:
+            ) -> list[list[list[ObjectMotion]]]:
     """Per sequence and frame: the tracks of the real objects stage after the PREVIOUS frame
-    (``map``), as fusion_node gets them (empty for the first frame), and their labels."""
+    (``map``, with their labels), as fusion_node gets them (empty for the first frame)."""
     from lss_bev_ros.calibration import rig_from_nuscenes
     from lss_bev_ros.detection.gt import CLASS_NAMES
     from lss_bev_ros.objects import ObjectPipeline
     from lss_bev_ros.objects import Pose2D as ObjPose
 
     grid = GridSpec()
-    out, out_labels = [], []
+    out = []
     for frames in seqs:
         pipe = ObjectPipeline(rig_from_nuscenes(nusc, frames[0].token), grid, CLASS_NAMES,
                               objects_config)
         per: list[list[ObjectMotion]] = []
-        per_labels: list[list[str]] = []
         prev: list[ObjectMotion] = []
-        prev_labels: list[str] = []
         for f in frames:
             per.append(prev)
-            per_labels.append(prev_labels)
             res = pipe.step(f.stamp, f.dets, f.prob, f.known,
                             ObjPose(f.pose.x, f.pose.y, f.pose.yaw, f.stamp))
             prev = [ObjectMotion.from_object(o, f.stamp) for o in res.tracked]
-            prev_labels = [o.label for o in res.tracked]
         out.append(per)
-        out_labels.append(per_labels)
-    return out, out_labels
+    return out
 
 
 def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMotion]]],
-                        labels: list[list[list[str]]], cfg: FusionConfig, match_m: float = 2.0,
+                        cfg: FusionConfig, match_m: float = 2.0,
                         static_mps: float = 0.3, far_m: float = 4.0, range_m: float = 30.0
                         ) -> str:
     """One line: the speeds (m/s) of the vehicle tracks on parked and on moving GT vehicles
@@ -392,15 +388,14 @@ def track_speed_summary(seqs: list[list[Frame]], tracks: list[list[list[ObjectMo
     moving: list[ObjectMotion] = []
     unmatched: list[ObjectMotion] = []
     n_far = n_beyond = n_ped = 0
-    for frames, per, per_labels in zip(seqs, tracks, labels, strict=True):
+    for frames, per in zip(seqs, tracks, strict=True):
         # tracks after frame f
-        for f, objs, labs in zip(frames[:-1], per[1:], per_labels[1:], strict=True):
-            for o, lab in zip(objs, labs, strict=True):
-                if lab not in VEHICLE_LABELS:
+        for f, objs in zip(frames[:-1], per[1:], strict=True):
+            for o in objs:
+                if o.label not in VEHICLE_LABELS:
                     n_ped += 1
                     continue
-                near = [(math.hypot(g.x - o.x, g.y - o.y), g) for g in f.gt_motion]
-                d, g = min(near, key=lambda t: t[0], default=(math.inf, None))
+                d, g = nearest_on_ground(o.x, o.y, f.gt_motion)
                 if g is None or d > match_m:
                     unmatched.append(o)
                     n_far += d > far_m
@@ -653,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
 
         nusc = NuScenes("v1.0-mini", str(root), verbose=False)
         t0 = time.perf_counter()
-        tracks, labels = _tracks(seqs, nusc, objects_cfg)
+        tracks = _tracks(seqs, nusc, objects_cfg)
         t_tracks = time.perf_counter() - t0
         oracle = [[f.gt_motion for f in frames] for frames in seqs]
         single, _ = score(seqs, None)
@@ -665,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{n_tracks} track states fed to the fusion)")
         print_table(f"{rate_hz:g} Hz", sum(len(s) for s in seqs), single, fused,
                     world_stable_floor(seqs))
-        print(track_speed_summary(seqs, tracks, labels, cfg))
+        print(track_speed_summary(seqs, tracks, cfg))
         single_map, _ = score_map(seqs, nusc, cfg, single_frame=True)
         fused_map = {"fused (ego motion)": score_map(seqs, nusc, cfg),
                      "fused + tracks": score_map(seqs, nusc, cfg, tracks)}

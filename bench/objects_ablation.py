@@ -43,6 +43,7 @@ from lss_bev_ros.detection.gt import CLASS_NAMES  # noqa: E402
 from lss_bev_ros.detection.types import Detections  # noqa: E402
 from lss_bev_ros.objects import MODES, ObjectPipeline, ObjectsConfig, Pose2D  # noqa: E402
 from lss_bev_ros.objects.config import parse_overrides  # noqa: E402
+from lss_bev_ros.objects.matching import ground_distances, nearest_on_ground  # noqa: E402
 from lss_bev_ros.objects.nuscenes_eval import (  # noqa: E402
     VAL_SPLIT,
     SampleIndex,
@@ -152,13 +153,13 @@ def run_models(nusc, tokens: list[str], cache: FrameCache, weights: Path, det_co
 def track_counts(tracked: list, gt: list, dup_m: float, false_m: float) -> tuple[int, int, int]:
     """(GT vehicles of a frame, those with >= 2 tracks within ``dup_m``, tracks farther than
     ``false_m`` from every GT vehicle); positions in one frame (m)."""
-    gv = np.array([[o.x, o.y] for o in gt if o.label in VEHICLE_LABELS]).reshape(-1, 2)
-    tv = np.array([[o.x, o.y] for o in tracked if o.label in VEHICLE_LABELS]).reshape(-1, 2)
+    gv = [o for o in gt if o.label in VEHICLE_LABELS]
+    tv = [o for o in tracked if o.label in VEHICLE_LABELS]
     if len(tv) == 0:
         return len(gv), 0, 0
     if len(gv) == 0:
         return 0, 0, len(tv)
-    d = np.hypot(*(tv[:, None, :] - gv[None, :, :]).transpose(2, 0, 1))  # tracks x GT
+    d = ground_distances(tv, gv)  # tracks x GT, m
     return len(gv), int(((d <= dup_m).sum(axis=0) >= 2).sum()), int((d.min(axis=1) > false_m)
                                                                    .sum())
 
@@ -174,8 +175,8 @@ def heading_counts(tracked: list, gt: list, match_m: float, moving_mps: float = 
     for t in tracked:
         if t.label not in VEHICLE_LABELS or not gv:
             continue
-        d, g = min(((math.hypot(g.x - t.x, g.y - t.y), g) for g in gv), key=lambda p: p[0])
-        if d > match_m:
+        d, g = nearest_on_ground(t.x, t.y, gv)
+        if g is None or d > match_m:
             continue
         k = 0 if math.hypot(g.vx, g.vy) >= moving_mps else 2
         err = abs(math.remainder(t.yaw - g.yaw, 2 * math.pi))

@@ -21,7 +21,8 @@ tracked objects' motion the history moves with the object instead:
 
 Objects are given in ``map`` (the frame the fusion state lives in): ``x``, ``y`` (m), ``yaw``
 (rad), ``length`` / ``width`` (m), ``vx`` / ``vy`` (m/s), ``stamp`` (s, when the track had this
-state) and ``speed_sigma`` (m/s, the velocity's standard deviation, 0 when unknown): an object
+state), ``speed_sigma`` (m/s, the velocity's standard deviation, 0 when unknown) and ``label``
+(its class name; carried for tools, the fusion does not use it): an object
 counts as moving when its speed is at least ``min_speed_mps`` and ``min_sigmas`` times its
 ``speed_sigma`` (:func:`moving_objects`; the tracker's own rule for a usable heading), so a
 parked car whose filter has not settled does not move its history. The fusion core calls
@@ -55,6 +56,7 @@ class ObjectMotion:
     vy: float
     stamp: float
     speed_sigma: float = 0.0
+    label: str = ""
 
     @property
     def speed(self) -> float:
@@ -77,11 +79,12 @@ class ObjectMotion:
     @classmethod
     def from_object(cls, obj: Any, stamp: float) -> ObjectMotion:
         """From anything with ``x, y, yaw, length, width, vx, vy`` in ``map`` and an optional
-        2 x 2 ``velocity_covariance`` (e.g. ``lss_bev_ros.objects.Object3D`` of a tracker run
-        with poses) at ``stamp`` (s)."""
+        2 x 2 ``velocity_covariance`` and ``label`` (e.g. ``lss_bev_ros.objects.Object3D`` of a
+        tracker run with poses) at ``stamp`` (s)."""
         return cls(float(obj.x), float(obj.y), float(obj.yaw), float(obj.length),
                    float(obj.width), float(obj.vx), float(obj.vy), float(stamp),
-                   speed_sigma(getattr(obj, "velocity_covariance", None)))
+                   speed_sigma(getattr(obj, "velocity_covariance", None)),
+                   str(getattr(obj, "label", "")))
 
 
 def speed_sigma(velocity_covariance: Any) -> float:

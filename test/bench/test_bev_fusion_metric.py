@@ -4,18 +4,12 @@ remembers but no camera observes now; steady remembered cells must not lower its
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
+from load_bench import load_bench
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "bev_fusion.py"
-_spec = importlib.util.spec_from_file_location("bench_bev_fusion", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_bev_fusion"] = bench
-_spec.loader.exec_module(bench)
+from lss_bev_ros.fusion import FusionConfig, ObjectMotion, Pose2D
+
+bench = load_bench("bev_fusion")
 
 
 def _pair(score: bench.Score, occ0: np.ndarray, known0: np.ndarray, occ1: np.ndarray,
@@ -55,3 +49,21 @@ def test_flips_on_remembered_cells_show_only_in_the_own_known_row() -> None:
     everywhere = np.ones((n, n), bool)
     _pair(s, occ0, everywhere, occ1, everywhere, observed)
     assert s.flips == 0 and s.flips_known == 1
+
+
+def _car(x: float, y: float, v: float = 0.0, label: str = "car") -> ObjectMotion:
+    return ObjectMotion(x, y, 0.0, 4.5, 1.9, v, 0.0, 0.0, speed_sigma=0.1, label=label)
+
+
+def test_track_line_counts_vehicle_tracks_only_and_splits_the_unmatched() -> None:
+    z = np.zeros((4, 4))
+    f = bench.Frame(0.0, Pose2D(0.0, 0.0, 0.0), z, z > 0, z > 0, z > 0,
+                    gt_motion=[_car(0.0, 0.0), _car(20.0, 0.0, 5.0)])
+    after_f = [_car(0.5, 0.0), _car(20.5, 0.0, 5.0),  # on the parked / the moving GT car
+               _car(3.0, 0.0),  # 3 m from a GT car: unmatched, not far
+               _car(60.0, 0.0, label="truck"),  # far from every GT car and from the ego
+               _car(5.0, 5.0, label="pedestrian")]  # not a vehicle: counted apart
+    line = bench.track_speed_summary([[f, f]], [[[], after_f]], FusionConfig())
+    assert "on parked GT vehicles n 1," in line and "on moving GT vehicles n 1," in line
+    assert "2 of 4 vehicle tracks > 2 m from any GT vehicle (1 > 4 m; 1 >= 30 m" in line
+    assert "1 tracks of other classes" in line

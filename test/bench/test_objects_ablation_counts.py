@@ -3,19 +3,13 @@ headings) on hand-placed tracks and GT vehicles."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "objects_ablation.py"
-_spec = importlib.util.spec_from_file_location("bench_objects_ablation", _PATH)
-assert _spec is not None and _spec.loader is not None
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["bench_objects_ablation"] = bench
-_spec.loader.exec_module(bench)
+from load_bench import load_bench
 
-from lss_bev_ros.objects.types import Object3D  # noqa: E402
+from lss_bev_ros.objects.types import Object3D
+
+bench = load_bench("objects_ablation")
 
 
 def _ob(x: float, y: float, yaw: float, label: str = "car", vx: float = 0.0) -> Object3D:
