@@ -3,11 +3,13 @@
 
     python bench/lss_stages.py [--repeats 7] [--warmup 2] [--threads 2] [--config small_cpu]
     python bench/lss_stages.py --flops-only            # [0] only: GFLOP per stage and config
+    python bench/lss_stages.py --flops-only --weights a.pt b.pt   # + those checkpoints' configs
 
 0. GFLOP per frame and stage (``torch.utils.flop_counter.FlopCounterMode``; convolutions and
    matmuls, so the scatter-add pooling counts ~0) of every named config side by side:
    ``full`` (reference), ``small`` (the committed lss_small_synth.pt) and ``small_cpu``
-   (slim BEV encoder);
+   (slim BEV encoder); with ``--weights``, also the config stored in each checkpoint (its input
+   size, stride, crop) and the median forward time of each loaded model, runs interleaved;
 1. Full model (6 cameras, 128 x 352, batch 1, eval, no_grad), stage by stage with
    ``lss.timing.run_staged``: ``geometry``, ``camera_encoder``, ``voxel_pooling``,
    ``bev_encoder``, ``total`` for both pooling modes (same weights):
@@ -89,18 +91,49 @@ def stage_gflops(cfg: LSSConfig) -> dict[str, float]:
     return out
 
 
-def print_flops(names: list[str]) -> None:
+def print_flops(cfgs: dict[str, LSSConfig]) -> None:
     """[0]: GFLOP per stage for the named configs, and each total relative to ``small``."""
-    res = {n: stage_gflops(MODEL_CONFIGS[n]()) for n in names}
+    res = {n: stage_gflops(c) for n, c in cfgs.items()}
     print("[0] GFLOP per frame (batch 1, FlopCounterMode)")
-    print(f"  {'stage':<16}" + "".join(f"{n:>14}" for n in res))
+    w = max(14, *(len(n) + 2 for n in res))
+    print(f"  {'stage':<16}" + "".join(f"{n:>{w}}" for n in res))
     for s in ("camera_encoder", "voxel_pooling", "bev_encoder", "total"):
-        print(f"  {s:<16}" + "".join(f"{res[n][s]:>14.2f}" for n in res))
+        print(f"  {s:<16}" + "".join(f"{res[n][s]:>{w}.2f}" for n in res))
     if "small" in res:
         base = res["small"]["total"]
-        print(
-            f"  {'small / config':<16}" + "".join(f"{base / res[n]['total']:>13.1f}x" for n in res)
-        )
+        print(f"  {'small / config':<16}" + "".join(f"{base / res[n]['total']:>{w - 1}.1f}x"
+                                                  for n in res))
+    print()
+
+
+def checkpoint_configs(paths: list[Path]) -> dict[str, LSSConfig]:
+    """File stem -> the config stored in each checkpoint (loaded with weights_only)."""
+    from lss_bev_ros.lss.checkpoint import load_checkpoint
+
+    return {p.stem: load_checkpoint(p)[1] for p in paths}
+
+
+def print_forward_times(paths: list[Path], warmup: int, repeats: int) -> None:
+    """[0] continued: median / min forward ms (batch 1, no_grad) of each loaded checkpoint on
+    its own input size, runs interleaved so machine load hits all of them alike."""
+    from lss_bev_ros.lss.checkpoint import load_checkpoint
+
+    models = {p.stem: load_checkpoint(p)[0] for p in paths}
+    inputs = {n: rig_inputs(m.cfg) for n, m in models.items()}
+    times: dict[str, list[float]] = {n: [] for n in models}
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            for n, m in models.items():
+                t0 = time.perf_counter()
+                m(*inputs[n])
+                if i >= warmup:
+                    times[n].append((time.perf_counter() - t0) * 1e3)
+    print(f"  forward ms (median / min of {repeats}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or 'cpu'})")
+    for n, t in times.items():
+        med, mn = stats(t)
+        h, w = models[n].cfg.image.final_dim
+        print(f"  {n:<40} {h} x {w}: {med:7.1f} / {mn:7.1f}")
     print()
 
 
@@ -201,10 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         help="config timed in [1] and [2] (full: the reference)",
     )
     ap.add_argument("--flops-only", action="store_true", help="print [0] only")
+    ap.add_argument("--weights", type=Path, nargs="+", default=[],
+                    help="checkpoints whose stored configs [0] also counts, and times")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    print_flops(list(MODEL_CONFIGS))
+    cfgs = {n: f() for n, f in MODEL_CONFIGS.items()}
+    print_flops({**cfgs, **checkpoint_configs(args.weights)})
+    if args.weights:
+        print_forward_times(args.weights, args.warmup, args.repeats)
     if args.flops_only:
         return 0
     cfg = MODEL_CONFIGS["small" if args.small else args.config]()
