@@ -92,7 +92,8 @@ def stage_gflops(cfg: LSSConfig) -> dict[str, float]:
 
 
 def print_flops(cfgs: dict[str, LSSConfig]) -> None:
-    """[0]: GFLOP per stage for the named configs, and each total relative to ``small``."""
+    """[0]: GFLOP per stage for each config (named ones and checkpoints' stored ones, by label),
+    and each total relative to ``small``."""
     res = {n: stage_gflops(c) for n, c in cfgs.items()}
     print("[0] GFLOP per frame (batch 1, FlopCounterMode)")
     w = max(14, *(len(n) + 2 for n in res))
@@ -106,11 +107,23 @@ def print_flops(cfgs: dict[str, LSSConfig]) -> None:
     print()
 
 
+def checkpoint_labels(paths: list[Path]) -> list[str]:
+    """A column label per checkpoint: its file stem, or its path where stems repeat or clash
+    with a named config."""
+    stems = [p.stem for p in paths]
+    labels = [str(p) if stems.count(p.stem) > 1 or p.stem in MODEL_CONFIGS else p.stem
+              for p in paths]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"checkpoints given twice: {[str(p) for p in paths]}")
+    return labels
+
+
 def checkpoint_configs(paths: list[Path]) -> dict[str, LSSConfig]:
-    """File stem -> the config stored in each checkpoint (loaded with weights_only)."""
+    """Label (:func:`checkpoint_labels`) -> the config stored in each checkpoint (loaded with
+    weights_only)."""
     from lss_bev_ros.lss.checkpoint import load_checkpoint
 
-    return {p.stem: load_checkpoint(p)[1] for p in paths}
+    return {n: load_checkpoint(p)[1] for n, p in zip(checkpoint_labels(paths), paths, strict=True)}
 
 
 def print_forward_times(paths: list[Path], warmup: int, repeats: int) -> None:
@@ -118,7 +131,10 @@ def print_forward_times(paths: list[Path], warmup: int, repeats: int) -> None:
     its own input size, runs interleaved so machine load hits all of them alike."""
     from lss_bev_ros.lss.checkpoint import load_checkpoint
 
-    models = {p.stem: load_checkpoint(p)[0] for p in paths}
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    models = {n: load_checkpoint(p)[0]
+              for n, p in zip(checkpoint_labels(paths), paths, strict=True)}
     inputs = {n: rig_inputs(m.cfg) for n, m in models.items()}
     times: dict[str, list[float]] = {n: [] for n in models}
     with torch.no_grad():

@@ -84,7 +84,7 @@ class ObjectMotion:
         return cls(float(obj.x), float(obj.y), float(obj.yaw), float(obj.length),
                    float(obj.width), float(obj.vx), float(obj.vy), float(stamp),
                    speed_sigma(getattr(obj, "velocity_covariance", None)),
-                   str(getattr(obj, "label", "")))
+                   str(getattr(obj, "label", "") or ""))
 
 
 def speed_sigma(velocity_covariance: Any) -> float:

@@ -21,5 +21,9 @@ def load_bench(name: str) -> ModuleType:
         raise ImportError(f"no bench script {BENCH_DIR / f'{name}.py'}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[key] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(key, None)  # no half-imported module for the next test
+        raise
     return module

@@ -36,3 +36,10 @@ def test_checkpoint_configs_count_their_own_input(tmp_path: Path,
     bench.print_forward_times(paths, warmup=0, repeats=1)
     out = capsys.readouterr().out
     assert "narrow" in out and "64 x 176" in out and "64 x 352" in out
+
+
+def test_checkpoint_labels_keep_clashing_names_apart() -> None:
+    paths = [Path("a/run.pt"), Path("b/run.pt"), Path("c/small.pt"), Path("d/other.pt")]
+    assert bench.checkpoint_labels(paths) == ["a/run.pt", "b/run.pt", "c/small.pt", "other"]
+    with pytest.raises(ValueError, match="twice"):
+        bench.checkpoint_labels([Path("a/run.pt"), Path("a/run.pt")])

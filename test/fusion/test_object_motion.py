@@ -245,3 +245,6 @@ def test_speed_sigma_from_a_velocity_covariance():
     assert ObjectMotion.from_object(obj, 7.0).speed_sigma == pytest.approx(2.0)
     del obj.velocity_covariance  # anything without one: unknown
     assert ObjectMotion.from_object(obj, 7.0).speed_sigma == 0.0
+    assert ObjectMotion.from_object(obj, 7.0).label == ""  # no label: empty
+    obj.label = "truck"
+    assert ObjectMotion.from_object(obj, 7.0).label == "truck"
