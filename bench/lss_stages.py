@@ -118,23 +118,19 @@ def checkpoint_labels(paths: list[Path]) -> list[str]:
     return labels
 
 
-def checkpoint_configs(paths: list[Path]) -> dict[str, LSSConfig]:
-    """Label (:func:`checkpoint_labels`) -> the config stored in each checkpoint (loaded with
-    weights_only)."""
+def load_checkpoints(paths: list[Path]) -> dict[str, LiftSplatShoot]:
+    """Label (:func:`checkpoint_labels`) -> each checkpoint's model (loaded with weights_only;
+    ``model.cfg`` is the config stored in it)."""
     from lss_bev_ros.lss.checkpoint import load_checkpoint
 
-    return {n: load_checkpoint(p)[1] for n, p in zip(checkpoint_labels(paths), paths, strict=True)}
+    return {n: load_checkpoint(p)[0] for n, p in zip(checkpoint_labels(paths), paths, strict=True)}
 
 
-def print_forward_times(paths: list[Path], warmup: int, repeats: int) -> None:
+def print_forward_times(models: dict[str, LiftSplatShoot], warmup: int, repeats: int) -> None:
     """[0] continued: median / min forward ms (batch 1, no_grad) of each loaded checkpoint on
     its own input size, runs interleaved so machine load hits all of them alike."""
-    from lss_bev_ros.lss.checkpoint import load_checkpoint
-
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
-    models = {n: load_checkpoint(p)[0]
-              for n, p in zip(checkpoint_labels(paths), paths, strict=True)}
     inputs = {n: rig_inputs(m.cfg) for n, m in models.items()}
     times: dict[str, list[float]] = {n: [] for n in models}
     with torch.no_grad():
@@ -256,9 +252,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cfgs = {n: f() for n, f in MODEL_CONFIGS.items()}
-    print_flops({**cfgs, **checkpoint_configs(args.weights)})
-    if args.weights:
-        print_forward_times(args.weights, args.warmup, args.repeats)
+    checkpoints = load_checkpoints(args.weights)
+    print_flops({**cfgs, **{n: m.cfg for n, m in checkpoints.items()}})
+    if checkpoints:
+        print_forward_times(checkpoints, args.warmup, args.repeats)
     if args.flops_only:
         return 0
     cfg = MODEL_CONFIGS["small" if args.small else args.config]()

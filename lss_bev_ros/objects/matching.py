@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 
 class OnGround(Protocol):
@@ -31,7 +32,7 @@ def ground_distances(a: Sequence[OnGround], b: Sequence[OnGround]) -> np.ndarray
     """len(a) x len(b) centre distances (m)."""
     pa = np.array([[o.x, o.y] for o in a], dtype=float).reshape(-1, 2)
     pb = np.array([[o.x, o.y] for o in b], dtype=float).reshape(-1, 2)
-    return np.hypot(pa[:, None, 0] - pb[None, :, 0], pa[:, None, 1] - pb[None, :, 1])
+    return cdist(pa, pb)
 
 
 def nearest_on_ground(x: float, y: float, candidates: Sequence[T]) -> tuple[float, T | None]:

@@ -25,7 +25,8 @@ def test_checkpoint_configs_count_their_own_input(tmp_path: Path,
                                                   bot_pct_lim=(0.22, 0.30)))
     paths = [save_checkpoint(tmp_path / "narrow.pt", LiftSplatShoot(base)),
              save_checkpoint(tmp_path / "wide.pt", LiftSplatShoot(wide))]
-    cfgs = bench.checkpoint_configs(paths)
+    models = bench.load_checkpoints(paths)
+    cfgs = {n: m.cfg for n, m in models.items()}
     assert cfgs["narrow"].image.final_dim == (64, 176)
     assert cfgs["wide"].image.final_dim == (64, 352)
     assert cfgs["wide"].image.bot_pct_lim == (0.22, 0.30)
@@ -33,7 +34,7 @@ def test_checkpoint_configs_count_their_own_input(tmp_path: Path,
     # twice the pixels: twice the camera encoder, the same BEV encoder
     assert wide_f["camera_encoder"] == pytest.approx(2 * narrow["camera_encoder"], rel=0.05)
     assert wide_f["bev_encoder"] == pytest.approx(narrow["bev_encoder"], rel=1e-6)
-    bench.print_forward_times(paths, warmup=0, repeats=1)
+    bench.print_forward_times(models, warmup=0, repeats=1)
     out = capsys.readouterr().out
     assert "narrow" in out and "64 x 176" in out and "64 x 352" in out
 
