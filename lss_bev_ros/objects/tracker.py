@@ -19,6 +19,7 @@ import numpy as np
 from filterpy.common import Q_discrete_white_noise
 from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 from shapely.geometry import Polygon
 
 from lss_bev_ros.objects.config import ObjectsConfig
@@ -243,8 +244,7 @@ class GroundTracker:
             return owner
         xy = np.array([t.position for t in self.tracks])  # T x 2, m
         reach = 0.5 * np.array([np.hypot(t.size[0], t.size[1]) for t in self.tracks])  # T, m
-        near = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) <= (
-            reach[:, None] + reach[None, :])  # T x T: footprints can touch (else IoU 0)
+        near = cdist(xy, xy) <= reach[:, None] + reach[None, :]  # T x T: can touch (else IoU 0)
         order = sorted(owner, key=lambda i: (-self.tracks[i].hits, self.tracks[i].track_id))
         kept: list[int] = []
         for i in order:
