@@ -56,6 +56,7 @@ from lss_bev_ros.lss.train import (  # noqa: E402
     MODEL_CONFIGS,
     SWEEP_THRESHOLDS,
     TrainOptions,
+    add_memory_format_argument,
     consistent_resize_lim,
     evaluate,
     train,
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         help="log held-out IoU and write last.pt every N steps (monitoring only; "
         "the final model is scored, never a selected one)",
     )
+    add_memory_format_argument(p)
     p.add_argument("--init", default=None, help="start from these weights (fine-tuning)")
     p.add_argument("--resume", default=None, help="continue an interrupted run from its last.pt")
     p.add_argument("--save", default=None, help="write the trained weights here (fp16)")
@@ -384,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             time_limit_s=args.time_limit or None,
             log_every=25,
             amp=args.amp,
+            channels_last=args.memory_format == "channels_last",
             threads=args.threads,
             init_weights=args.init,
             resume=args.resume,
