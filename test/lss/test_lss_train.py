@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lss_testutil import rig_calibration
 
 from lss_bev_ros.data.dataset import LSSDataset
 from lss_bev_ros.data.synthetic import generate_dataset, split_scene_names
@@ -41,9 +42,9 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _tiny_cfg():
-    """Small config on a coarse 2 m grid (50 x 50 cells): cheap enough for CI on a CPU."""
-    cfg = model_config("small")
+def _tiny_cfg(name: str = "small"):
+    """Config ``name`` on a coarse 2 m grid (50 x 50 cells): cheap enough for CI on a CPU."""
+    cfg = model_config(name)
     g = cfg.grid
     return cfg.replace(
         grid=GridConfig(
@@ -131,27 +132,6 @@ def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in out
 
 
-def _lift_batch(cfg, batch_size: int = 2) -> list[torch.Tensor]:
-    """Random images with the nuScenes-like rig calibration and the eval augmentation."""
-    from lss_bev_ros.lss.geometry import nuscenes_like_rig
-    from lss_bev_ros.lss.preprocess import augmentation_matrices, sample_augmentation
-
-    N = cfg.image.ncams
-    K, T = nuscenes_like_rig(N)
-    aug = sample_augmentation(cfg.image, train=False)
-    pr, pt = augmentation_matrices(aug.resize, aug.crop, aug.flip, aug.rotate)
-    gen = torch.Generator().manual_seed(0)
-    B = batch_size
-    return [
-        torch.randn(B, N, 3, *cfg.image.final_dim, generator=gen),
-        T[None, :, :3, :3].float().expand(B, N, 3, 3),
-        T[None, :, :3, 3].float().expand(B, N, 3),
-        K[None].float().expand(B, N, 3, 3),
-        pr.expand(B, N, 3, 3),
-        pt.expand(B, N, 3),
-    ]
-
-
 def test_channels_last_training_step_matches_contiguous() -> None:
     """The NHWC training path (the default) feeds both encoders channels-last tensors and
     computes the logits, lift outputs and gradients of the contiguous one, on a small_cpu model
@@ -165,11 +145,10 @@ def test_channels_last_training_step_matches_contiguous() -> None:
 
     from lss_bev_ros.lss.train import forward_staged
 
-    cfg = model_config("small_cpu")
-    g = cfg.grid
-    cfg = cfg.replace(grid=GridConfig(xbound=(-50, 50, 2.0), ybound=(-50, 50, 2.0),
-                                      zbound=g.zbound, dbound=g.dbound))
-    batch = _lift_batch(cfg)
+    cfg = _tiny_cfg("small_cpu")
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(2, cfg.image.ncams, 3, *cfg.image.final_dim, generator=gen)
+    batch = [images, *rig_calibration(cfg, cfg.image.ncams, batch=2)]
     torch.manual_seed(0)
     base = LiftSplatShoot(cfg)
     trunk = base.camencode.trunk
