@@ -171,6 +171,22 @@ def bce_loss(pos_weight: float = POS_WEIGHT) -> nn.Module:
     return nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight]))
 
 
+def match_state_layouts(opt: torch.optim.Optimizer) -> int:
+    """Give every per-parameter optimizer state tensor (Adam's moments) its parameter's memory
+    layout, after `load_state_dict` from a run trained in the other `--memory-format`: the
+    values are kept, only their strides change (a mismatched moment is right but slower, and
+    stays mismatched). Returns how many tensors were converted."""
+    n = 0
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p, {})
+            for k, v in state.items():
+                if isinstance(v, Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    state[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+                    n += 1
+    return n
+
+
 MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
@@ -484,6 +500,7 @@ def _train(opts: TrainOptions, cfg: LSSConfig | None, nusc: Any, t_start: float)
     if opt_state is not None:
         try:
             opt.load_state_dict(opt_state)
+            match_state_layouts(opt)
         except ValueError as e:  # e.g. auxiliary losses switched on or off
             log.warning("optimizer state not restored (%s); starting it afresh", e)
         for g in opt.param_groups:
