@@ -5,9 +5,9 @@
 
 1. generates held-out sequences with ``lss-bev-synth`` (seed 4242, never seen by the committed
    checkpoint, which was trained on seed 2024) at 2 Hz and at 10 Hz (``--rate-hz``);
-2. runs ``--weights`` (default the committed ``models/lss_small_cpu_synth.pt``) and the committed
-   YOLO (``models/yolo_synth/yolo11n_synth.onnx``) on every key frame (CPU); the single-frame
-   grid is the model probability on the cells a camera sees
+2. runs ``--weights`` (default the committed ``models/lss_small_cpu_80x352_synth.pt``) and the
+   committed YOLO (``models/yolo_synth/yolo11n_synth.onnx``) on every key frame (CPU); the
+   single-frame grid is the model probability on the cells a camera sees
    (``bev_processor.camera_visibility``), exactly what ``bev_node`` publishes;
 3. feeds the same grids with the ego poses (``ego_pose`` of the LIDAR_TOP sample data: what
    ``/odom`` carries in a converted bag) to :class:`lss_bev_ros.fusion.GridFusion`, three ways:
@@ -90,7 +90,7 @@ from lss_bev_ros.objects.config import ObjectsConfig, parse_overrides  # noqa: E
 from lss_bev_ros.objects.matching import nearest_on_ground  # noqa: E402
 from lss_bev_ros.objects.tracker import VEHICLE_LABELS  # noqa: E402
 
-DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
+DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_80x352_synth.pt"
 YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
 
 THRESHOLD = 0.5

@@ -56,7 +56,7 @@ def ring_ious(model: torch.nn.Module, ds: LSSDataset, n: int, rings: tuple[float
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--weights", default=str(REPO / "models" / "lss_small_cpu_synth.pt"))
+    p.add_argument("--weights", default=str(REPO / "models" / "lss_small_cpu_80x352_synth.pt"))
     p.add_argument("--workdir", default=str(REPO / "runs" / "train_proof"))
     p.add_argument("--scenes", type=int, default=64)
     p.add_argument("--val-scenes", type=int, default=2)

@@ -1,7 +1,7 @@
 """3D objects on HELD-OUT synthetic scenes: geometry only vs BEV blobs only vs fused.
 
 Runs an LSS checkpoint (``--weights``, default the committed default
-``models/lss_small_cpu_synth.pt``) and the committed YOLO (``models/yolo_synth/
+``models/lss_small_cpu_80x352_synth.pt``) and the committed YOLO (``models/yolo_synth/
 yolo11n_synth.onnx``, the export of ``yolo11n_synth.pt``) frame by frame on held-out scenes (a
 seed neither model was trained on: LSS 2024, YOLO 0), feeds ``ObjectPipeline`` in three modes
 (and ``--variant`` columns: the fused mode with ObjectsConfig fields changed), writes nuScenes
@@ -54,7 +54,7 @@ from lss_bev_ros.objects.nuscenes_eval import (  # noqa: E402
 )
 from lss_bev_ros.objects.tracker import VEHICLE_LABELS  # noqa: E402
 
-DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
+DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_80x352_synth.pt"
 YOLO_WEIGHTS = REPO / "models" / "yolo_synth" / "yolo11n_synth.onnx"
 
 

@@ -1,7 +1,9 @@
 """Proof of learning: train LSS on synthetic scenes (CPU) and score held-out scenes.
 
     python bench/train_proof.py                       # ~10 min: generate, train 200 steps, score
-    python bench/train_proof.py --steps 1500 --time-limit 3600 --save models/lss_small_cpu_synth.pt
+    python bench/train_proof.py --config small_cpu --final-dim 80 352 --bot-pct 0.10 0.16 \
+        --steps 3000 --batch-size 2 --threads 2 --time-limit 3600 \
+        --save models/lss_small_cpu_80x352_synth.pt          # the default model, 55 min
     python bench/train_proof.py --eval-only models/lss_small_synth.pt             # score only
 
 1. generates a synthetic nuScenes-schema dataset (`lss-bev-synth`; default 64 scenes x 6 key
@@ -71,12 +73,14 @@ def proof_config(
     final_dim: tuple[int, int] | None = None,
     downsample: int | None = None,
     bot_pct: tuple[float, float] | None = None,
+    dbound: tuple[float, float, float] | None = None,
 ) -> LSSConfig:
     """Config `name` of `MODEL_CONFIGS` (64 x 176 images, 21 depth bins for the small ones) on a
     +-50 m grid of `grid_res` m cells; `final_dim` (H, W) px changes the network input size
     (the training resize range follows it: `lss.train.consistent_resize_lim`), `downsample` the
     camera feature stride (`LSSConfig.downsample`), `bot_pct` the share of the resized image
-    cut off below the crop (`ImageConfig.bot_pct_lim`; its mean at inference)."""
+    cut off below the crop (`ImageConfig.bot_pct_lim`; its mean at inference), `dbound`
+    (lo, hi, step) m the frustum's depth bins (`GridConfig.dbound`)."""
     cfg = MODEL_CONFIGS[name]()
     if downsample is not None:
         cfg = cfg.replace(downsample=downsample)
@@ -101,6 +105,9 @@ def proof_config(
                 dbound=g.dbound,
             )
         )
+    if dbound is not None:
+        lo, hi, step = (float(v) for v in dbound)
+        cfg = cfg.replace(grid=dataclasses.replace(cfg.grid, dbound=(lo, hi, step)))
     return cfg
 
 
@@ -310,6 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         "horizon. Stored in the checkpoint; give it again with --resume",
     )
     p.add_argument(
+        "--dbound",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("LO", "HI", "STEP"),
+        help="frustum depth bins in m, arange(LO, HI, STEP) (default the config's, 4 45 2 for "
+        "the small ones: 21 bins to 44 m). Stored in the checkpoint; give it again with --resume",
+    )
+    p.add_argument(
         "--config",
         choices=tuple(MODEL_CONFIGS),
         default="small_cpu",
@@ -355,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     nusc = NuScenes(version="v1.0-mini", dataroot=str(data), verbose=False)
     train_names, val_names = split_scene_names(args.scenes, args.val_scenes)
     train_names += [scene_name(args.scenes + i) for i in range(args.extra_train_scenes)]
-    cfg = proof_config(args.grid_res, args.config, args.final_dim, args.downsample, args.bot_pct)
+    cfg = proof_config(args.grid_res, args.config, args.final_dim, args.downsample, args.bot_pct,
+                       args.dbound)
     torch.manual_seed(args.seed)  # untrained baseline = train()'s initial weights (same seed)
     untrained = LiftSplatShoot(cfg)
 

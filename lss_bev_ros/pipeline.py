@@ -6,7 +6,7 @@ The YAML is the standard ROS 2 parameters file (what ``ros2 launch`` / ``--param
 
     bev_node:
       ros__parameters:
-        weights: models/lss_small_cpu_synth.pt
+        weights: models/lss_small_cpu_80x352_synth.pt
     /**:                      # optional: parameters for every node (only those it declares)
       ros__parameters: {...}
 

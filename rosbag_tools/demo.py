@@ -11,8 +11,8 @@
 4. prints the online evaluation (last ``/bev/metrics``), then runs ``lss-bev-bag eval`` on the same
    bag (same reference and threshold) and prints its summary and where the report is.
 
-Weights: ``models/lss_small_cpu_synth.pt`` (trained on synthetic scenes; this demo's scene uses
-a seed that is not among them). Without it the BEV model is untrained and says so.
+Weights: ``models/lss_small_cpu_80x352_synth.pt`` (trained on synthetic scenes; this demo's
+scene uses a seed that is not among them). Without it the BEV model is untrained and says so.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = REPO / "config" / "pipeline.yaml"
-DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_synth.pt"
+DEFAULT_WEIGHTS = REPO / "models" / "lss_small_cpu_80x352_synth.pt"
 DEMO_SEED = 7  # a scene the shipped checkpoint was not trained on
 
 

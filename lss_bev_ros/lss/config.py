@@ -325,7 +325,8 @@ class LSSConfig:
 
 
 #: Named configs (one registry: training, ``bench/``, ``bev_node``'s ``model_config``).
-#: ``small_cpu``: made for CPUs (the committed ``models/lss_small_cpu_synth.pt``); ``small``:
+#: ``small_cpu``: made for CPUs (the committed ``models/lss_small_cpu_80x352_synth.pt``, trained
+#: at 80 x 352, and ``models/lss_small_cpu_synth.pt`` at 64 x 176); ``small``:
 #: the older ``models/lss_small_synth.pt``; ``full``: reference Lift-Splat-Shoot.
 MODEL_CONFIGS: dict[str, Callable[[], LSSConfig]] = {
     "small": LSSConfig.small,
